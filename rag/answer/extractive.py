@@ -1,0 +1,162 @@
+"""The extractive answerer: the retrieved sentences that answer the question, each cited exactly.
+
+Each sentence of the top passages is scored against the question by a mix of meaning (cosine of
+embeddings) and wording (share of the question's content words it contains). The best sentence answers;
+the best sentence of each other document joins when it scores close, so that an answer needing two
+documents, or two documents that disagree, shows both. Below the abstention threshold nothing is said.
+The threshold and the mix were calibrated on SQuAD2-500 (README, Results).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.answer.base import DocTexts, abstain, cite, strip_reference_marks
+from rag.chunking import sentence_spans
+from rag.embedding import _NumpyEmbedding
+from rag.types import Answer, Hit
+
+STOPWORDS = frozenset(
+    """a an the of to in on at by for with from and or but is are was were be been being has have had do
+    does did what which who whom whose when where why how many much that this these those it its as into
+    about than then there their they them he she his her him i you we our your my me not no yes can could
+    would should will shall may might must so if also any some such per via up out over under more most
+    say says said according tell told""".split()
+)
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,][0-9]+)*")
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|"
+                     r"billion|dozen)\b", re.I)
+
+
+def _stem(word: str) -> str:
+    w = word.lower()
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            return w[: -len(suffix)]
+    return w
+
+
+def content_terms(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS}
+
+
+def lexical_overlap(question_terms: set[str], sentence: str) -> float:
+    """Share of the question's content terms that the sentence contains (prefix match on 5 letters)."""
+    if not question_terms:
+        return 0.0
+    sent = content_terms(sentence)
+    prefixes = {t[:5] for t in sent}
+    hits = sum(1 for t in question_terms if t in sent or (len(t) >= 5 and t[:5] in prefixes))
+    return hits / len(question_terms)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hit: Hit
+    start: int
+    end: int
+    text: str
+    score: float
+    rank: int
+
+
+class ExtractiveAnswerer:
+    """Answers with exact sentences from the passages; abstains below `threshold`."""
+
+    name = "extractive"
+
+    def __init__(
+        self,
+        embedder: _NumpyEmbedding,
+        *,
+        threshold: float = 0.45,
+        dense_weight: float = 0.5,
+        margin: float = 0.12,
+        max_sentences: int = 3,
+    ) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.dense_weight = dense_weight
+        self.margin = margin
+        self.max_sentences = max_sentences
+
+    def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts) -> list[Candidate]:
+        """Every sentence of the hits, scored, best first."""
+        spans: list[tuple[Hit, int, int, str, int]] = []
+        seen: set[tuple[str, int, int]] = set()
+        for rank, hit in enumerate(hits):
+            text = doc_text(hit.doc_id)
+            for s, e in sentence_spans(text, hit.start, hit.end):
+                key = (hit.doc_id, s, e)
+                sentence = text[s:e]
+                if key in seen or len(sentence.split()) < 4:
+                    continue
+                seen.add(key)
+                spans.append((hit, s, e, sentence, rank))
+        if not spans:
+            return []
+        q_terms = content_terms(question)
+        wants_number = bool(re.match(r"\s*how (many|much|long|old|far)\b|\s*what (number|percentage)",
+                                     question, re.I))
+        q_vec = self.embedder.embed_array([question], is_query=True)[0]
+        s_vecs = self.embedder.embed_array([strip_reference_marks(s[3]) for s in spans])
+        dense = s_vecs @ q_vec
+        out = []
+        for (hit, s, e, sentence, rank), d in zip(spans, dense, strict=True):
+            lex = lexical_overlap(q_terms, sentence)
+            score = self.dense_weight * float(d) + (1 - self.dense_weight) * lex
+            if wants_number and not _NUMBER.search(sentence):
+                score -= 0.1
+            out.append(Candidate(hit, s, e, sentence, score, rank))
+        out.sort(key=lambda c: (-c.score, c.rank, c.start))
+        return out
+
+    def answer(self, question: str, hits: list[Hit], doc_text: DocTexts) -> Answer:
+        cands = self.candidates(question, hits, doc_text)
+        if not cands or cands[0].score < self.threshold:
+            return abstain(question)
+        best = cands[0]
+        chosen = [best]
+        floor = max(self.threshold, best.score - self.margin)
+        docs_used = {best.hit.doc_id}
+        for c in cands[1:]:
+            if len(chosen) >= self.max_sentences or c.score < floor:
+                break
+            # Prefer breadth: one sentence per document first, a second from the same only if close.
+            if c.hit.doc_id in docs_used and c.score < best.score - self.margin / 2:
+                continue
+            if any(_overlaps(c, o) or _same_words(c.text, o.text) for o in chosen):
+                continue
+            chosen.append(c)
+            docs_used.add(c.hit.doc_id)
+        parts, citations = [], []
+        for n, c in enumerate(chosen, 1):
+            parts.append(_with_marker(strip_reference_marks(c.text).rstrip(), n))
+            citations.append(cite(n, c.hit, c.start, c.end, doc_text, page=_page(c, doc_text)))
+        return Answer(question=question, answer=" ".join(parts), abstained=False, citations=citations)
+
+
+def _with_marker(sentence: str, n: int) -> str:
+    """`sentence [n].`: the marker goes before the final punctuation, as a footnote would."""
+    m = re.search(r"[.!?]+[\"'”’)]*$", sentence)
+    if m:
+        return f"{sentence[:m.start()]} [{n}]{sentence[m.start():]}"
+    return f"{sentence} [{n}]"
+
+
+def _page(c: Candidate, doc_text: DocTexts) -> int | None:
+    return c.hit.page
+
+
+def _overlaps(a: Candidate, b: Candidate) -> bool:
+    return a.hit.doc_id == b.hit.doc_id and a.start < b.end and b.start < a.end
+
+
+def _same_words(a: str, b: str) -> bool:
+    wa, wb = content_terms(a), content_terms(b)
+    return bool(wa) and len(wa & wb) / len(wa | wb) > 0.8
+
+

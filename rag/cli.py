@@ -1,0 +1,196 @@
+"""The `rag` command (see ../shared/INTERFACE.md): ingest, ask, search, stats, show, serve, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rag.config import set_offline_env
+
+set_offline_env()
+
+from rag.config import Settings  # noqa: E402
+from rag.errors import RagError, UsageError  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"rag: {message}; see `rag --help`", file=sys.stderr)
+        sys.exit(2)
+
+
+def _global_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", type=Path, default=argparse.SUPPRESS, help="corpus folder (RAG_CORPUS)")
+    p.add_argument("--index", type=Path, default=argparse.SUPPRESS, help="index folder (RAG_INDEX)")
+    p.add_argument("--answerer", choices=["generative", "extractive"], default=argparse.SUPPRESS,
+                   help="how answers are written (RAG_ANSWERER)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common)
+    parser = _Parser(prog="rag", description="Answers from a corpus, every claim cited.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", parents=[common], help="index files and folders (default: the corpus)")
+    p.add_argument("paths", nargs="*", type=Path)
+    p.add_argument("--jsonl", type=Path, help="index JSONL records instead ({_id, text, ...})")
+    p.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question (- reads questions from stdin)")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--k", type=int, default=None, help="passages to retrieve")
+
+    p = sub.add_parser("search", parents=[common], help="retrieval only")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", parents=[common], help="what the index holds")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", parents=[common], help="print a document's stored text")
+    p.add_argument("doc_id")
+
+    p = sub.add_parser("serve", parents=[common], help="the Gradio app")
+    p.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
+
+    p = sub.add_parser("eval", parents=[common], help="run the hand-labeled eval suite")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    return parser
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from rag.service import Service
+
+    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer")}
+    return Service(Settings.from_env(**overrides))
+
+
+def _read_questions() -> Iterator[tuple[str, list[dict[str, str]] | None]]:
+    for lineno, line in enumerate(sys.stdin, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise UsageError(f"stdin line {lineno}: not valid JSON") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
+                raise UsageError(f"stdin line {lineno}: a JSON line needs a \"question\" string")
+            yield rec["question"], rec.get("history")
+        else:
+            yield line, None
+
+
+def _print_answer(ans: Any) -> None:
+    print(ans.answer)
+    if ans.citations:
+        print()
+        for c in ans.citations:
+            page = f", page {c.page}" if c.page else ""
+            print(f"[{c.n}] {c.source}{page} ({c.start}-{c.end}): \"{c.quote}\"")
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    if args.question != "-":
+        ans = svc.ask(args.question, k=args.k)
+        print(json.dumps(ans.to_json(), ensure_ascii=False)) if args.json else _print_answer(ans)
+        return 0
+    status = 0
+    for question, history in _read_questions():
+        try:
+            out = svc.ask(question, history=history, k=args.k).to_json()
+        except UsageError as e:  # one bad line gets an error record; the batch goes on
+            out = {"question": question, "error": str(e)}
+            status = 2
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return status
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    queries = [q for q, _ in _read_questions()] if args.query == "-" else [args.query]
+    for q in queries:
+        hits = svc.search(q, args.k)
+        if args.json:
+            print(json.dumps({"query": q, "hits": [h.to_json() for h in hits]}, ensure_ascii=False), flush=True)
+        else:
+            for i, h in enumerate(hits, 1):
+                print(f"{i}. {h.score:.3f} {h.source} ({h.start}-{h.end}) {h.text[:100]!r}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    if args.jsonl and args.paths:
+        raise UsageError("give either paths or --jsonl, not both")
+    summary = svc.ingest(args.paths or None, jsonl=args.jsonl, rebuild=args.rebuild)
+    for s in summary.skipped:
+        print(f"rag: skipped {s.reason}", file=sys.stderr)
+    print(json.dumps(summary.to_json()) if args.json else summary.line())
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    stats = _service(args).stats()
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for k, v in stats.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    sys.stdout.write(_service(args).show(args.doc_id))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ui.app import serve
+
+    serve(_service(args), host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from eval.runner import main as eval_main
+
+    return int(eval_main(args))
+
+
+COMMANDS = {"ingest": _cmd_ingest, "ask": _cmd_ask, "search": _cmd_search, "stats": _cmd_stats,
+            "show": _cmd_show, "serve": _cmd_serve, "eval": _cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RagError as e:
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        print(f"rag: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

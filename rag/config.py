@@ -1,0 +1,91 @@
+"""Settings: one object, built from defaults, then environment variables, then command-line flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (editable install), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+# Environment every entry point sets before importing gradio, chromadb or huggingface code, so nothing
+# phones home (OFFLINE.md: gradio's version check, the model hub, telemetry).
+OFFLINE_ENV = {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ORT_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    # llama.cpp's OpenMP threads spin on a 2-core machine and starve each other without this
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def set_offline_env() -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    """How documents are split. 256 tokens / 32 overlap was chosen by measurement (README, Results).
+
+    MiniLM reads only the first 256 word pieces of a passage, so chunks much longer than that are
+    embedded by their opening alone.
+    """
+
+    chunk_size: int = 256
+    chunk_overlap: int = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path = field(default_factory=lambda: repo_root() / "corpus")
+    index: Path = field(default_factory=lambda: repo_root() / ".rag" / "index")
+    chroma_url: str = ""
+    collection: str = "rag"
+    embed_model: str = "minilm-int8"
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    answerer: str = "generative"
+    llm_url: str = ""
+    llm_model: str = "local"
+    llm_api_key: str = ""
+    top_k: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, overridden by RAG_* environment variables, overridden by keyword arguments."""
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        mapping = {
+            "RAG_CORPUS": ("corpus", Path),
+            "RAG_INDEX": ("index", Path),
+            "RAG_CHROMA_URL": ("chroma_url", str),
+            "RAG_COLLECTION": ("collection", str),
+            "RAG_EMBED_MODEL": ("embed_model", str),
+            "RAG_ANSWERER": ("answerer", str),
+            "RAG_LLM_URL": ("llm_url", str),
+            "RAG_LLM_MODEL": ("llm_model", str),
+            "RAG_LLM_API_KEY": ("llm_api_key", str),
+        }
+        values: dict[str, object] = {}
+        for var, (name, conv) in mapping.items():
+            if env.get(var):
+                values[name] = conv(env[var])
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = Path(value) if name in ("corpus", "index") else value
+        return replace(s, **values)  # type: ignore[arg-type]
+
+    def build_info(self) -> dict[str, str | int]:
+        """What shapes the stored vectors; an index built with other values must be rebuilt."""
+        return {
+            "embedding_model": self.embed_model,
+            "chunk_size": self.chunking.chunk_size,
+            "chunk_overlap": self.chunking.chunk_overlap,
+        }

@@ -1,0 +1,172 @@
+"""The one entry point the faces (CLI, app, eval) call: ingest, search, ask, stats, show.
+
+Services come in through keywords; `None` means "build it from settings", lazily, once.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from rag.answer.base import Answerer, abstain
+from rag.config import Settings
+from rag.embedding import _NumpyEmbedding, load_embedder
+from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
+from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
+from rag.retrieve import Retriever
+from rag.store import Store
+from rag.types import Answer, Hit
+
+MAX_QUESTION_CHARS = 2000
+ANSWERERS = ("generative", "extractive")
+
+
+def clean_question(question: str) -> str:
+    """The question without control characters; raises UsageError for an empty or oversized one."""
+    if not isinstance(question, str):
+        raise UsageError("the question must be text")
+    q = "".join(ch if unicodedata.category(ch)[0] != "C" or ch in "\t\n" else " " for ch in question)
+    q = re.sub(r"\s+", " ", q).strip()
+    if not q:
+        raise EmptyQuestion("the question is empty; type a question about the corpus")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise UsageError(f"the question has {len(q)} characters; keep it under {MAX_QUESTION_CHARS}")
+    return q
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: _NumpyEmbedding | None = None,
+        store: Store | None = None,
+        answerer: Answerer | None = None,
+        retriever: Retriever | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        if self.settings.answerer not in ANSWERERS:
+            raise UsageError(f"unknown answerer {self.settings.answerer!r}; use one of {', '.join(ANSWERERS)}")
+        self._embedder = embedder
+        self._store = store
+        self._answerer = answerer
+        self._retriever = retriever
+        self._texts: dict[str, str] = {}
+        self.notice = ""  # one line for the user when a fallback was taken
+
+    # --- services, built once -----------------------------------------------------------------
+    @property
+    def embedder(self) -> _NumpyEmbedding:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.settings.embed_model)
+        return self._embedder
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings)
+        return self._store
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            self.store.check_build(self.settings.build_info())
+            self._retriever = Retriever(self.store, self.embedder)
+        return self._retriever
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = self._build_answerer()
+        return self._answerer
+
+    def _build_answerer(self) -> Answerer:
+        from rag.answer.extractive import ExtractiveAnswerer
+
+        extractive = ExtractiveAnswerer(self.embedder)
+        if self.settings.answerer == "extractive":
+            return extractive
+        try:
+            from rag.answer.generative import build_generative  # type: ignore[import-not-found]
+
+            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)  # type: ignore[no-any-return]
+        except (ImportError, ModelError) as e:
+            self.notice = (f"generation is not available ({e}); answering extractively. "
+                           "Run the README's setup command to install the bundled model.")
+            print(f"rag: {self.notice}", file=sys.stderr)
+            return extractive
+
+    # --- operations ---------------------------------------------------------------------------
+    def ingest(
+        self, paths: list[Path] | None = None, *, jsonl: Path | None = None, rebuild: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestSummary:
+        info = self.settings.build_info()
+        if rebuild:
+            self.store.reset()
+        else:
+            self.store.check_build(info)
+        self.store.record_build(info)
+        self._texts.clear()
+        if jsonl is not None:
+            return ingest_jsonl(self.store, self.embedder, self.settings, jsonl, progress=progress)
+        return ingest_paths(self.store, self.embedder, self.settings, paths, progress=progress)
+
+    def doc_text(self, doc_id: str) -> str:
+        if doc_id not in self._texts:
+            got = self.store.document(doc_id)
+            if got is None:
+                raise UsageError(f"no document {doc_id!r} in the index; `rag stats` lists what is there")
+            self._texts[doc_id] = got[0]
+        return self._texts[doc_id]
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        query = clean_question(query)
+        k = k or self.settings.top_k
+        if k < 1 or k > 100:
+            raise UsageError(f"--k {k} is out of range; use 1 to 100")
+        if self.store.chunk_count() == 0:
+            raise IndexNotFound("the index is empty; run `rag ingest` first")
+        return self.retriever.search(query, k)
+
+    def ask(self, question: str, history: list[dict[str, str]] | None = None, k: int | None = None) -> Answer:
+        t0 = time.perf_counter()
+        question = clean_question(question)
+        hits = self.search(question, k)
+        t1 = time.perf_counter()
+        if not hits:
+            ans = abstain(question)
+        else:
+            ans = self.answerer.answer(question, hits, self.doc_text)
+        t2 = time.perf_counter()
+        ans.timings = {
+            "retrieve_ms": round((t1 - t0) * 1000),
+            "generate_ms": round((t2 - t1) * 1000),
+            "total_ms": round((t2 - t0) * 1000),
+        }
+        return ans
+
+    def stats(self) -> dict[str, Any]:
+        docs = self.store.documents()
+        info = self.store.build_info() or self.settings.build_info()
+        return {
+            "documents": len(docs),
+            "chunks": self.store.chunk_count(),
+            "embedding_model": info.get("embedding_model"),
+            "chunking": {"chunk_size": info.get("chunk_size"), "chunk_overlap": info.get("chunk_overlap"),
+                         "splitter": "llama-index SentenceSplitter"},
+            "backend": self.store.backend,
+        }
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Indexed documents, sorted by source."""
+        return sorted(self.store.documents().values(), key=lambda r: r["source"])
+
+    def show(self, doc_id: str) -> str:
+        """A document's stored text, by id or by source (its path relative to the corpus)."""
+        rec = self.store.documents().get(doc_id)
+        return self.doc_text(rec["doc_id"] if rec else doc_id)

@@ -1,0 +1,207 @@
+"""The Chroma index: chunk vectors (through llama-index's ChromaVectorStore) and a document table.
+
+Two collections, both in Chroma so that a Chroma server holds everything the index needs:
+- `<name>`: one record per chunk, with its embedding, offsets and document fields;
+- `<name>-docs`: one record per document: its full text (what citation offsets index into), its source,
+  content hash, metadata and state. Chroma needs a vector per record; these carry a constant 1-d one.
+The document collection's metadata records how the index was built (embedding model, chunking).
+
+A document is written in three steps: its record as `pending`, its chunks, then its record as `done`.
+A crash leaves at most a `pending` record, whose chunks the next ingest removes before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from rag.config import Settings
+from rag.errors import BackendUnavailable, IndexMismatch, UsageError
+from rag.types import Chunk, Document, Hit
+
+DOC_VECTOR = [1.0]
+
+
+def _client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise UsageError(f"RAG_CHROMA_URL={settings.chroma_url!r} is not a URL like http://127.0.0.1:8000")
+        last: Exception | None = None
+        for delay in (0.0, 0.5, 1.0):  # a server that is starting gets a moment; a dead one fails fast
+            time.sleep(delay)
+            try:
+                return chromadb.HttpClient(
+                    host=url.hostname,
+                    port=url.port or (443 if url.scheme == "https" else 80),
+                    ssl=url.scheme == "https",
+                    settings=chroma_settings,
+                )
+            except Exception as e:  # chromadb raises plain ValueError/ConnectionError here
+                last = e
+        raise BackendUnavailable(
+            f"no Chroma server answers at {settings.chroma_url} ({type(last).__name__}); "
+            f"start one with `chroma run --path DIR --port {url.port or 8000}` or unset RAG_CHROMA_URL"
+        )
+    try:
+        settings.index.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.index), settings=chroma_settings)
+    except PermissionError:
+        raise UsageError(f"cannot write the index folder {settings.index}; "
+                         "choose another with --index or RAG_INDEX") from None
+
+
+def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("" if v is None else v) for k, v in meta.items()}
+
+
+class Store:
+    """Chunks and documents in Chroma; the only module that talks to it."""
+
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else _client(settings)
+        name = settings.collection
+        try:
+            # cosine space: similarities are plain cosines, comparable across queries
+            self.chunks = self.client.get_or_create_collection(
+                name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+            self.docs = self.client.get_or_create_collection(f"{name}-docs", embedding_function=None)
+        except Exception as e:
+            if settings.chroma_url:
+                raise BackendUnavailable(
+                    f"the Chroma server at {settings.chroma_url} failed ({e}); check it runs, "
+                    "or unset RAG_CHROMA_URL"
+                ) from None
+            raise
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+
+    @property
+    def backend(self) -> str:
+        return f"chroma-server {self.settings.chroma_url}" if self.settings.chroma_url else (
+            f"chroma-embedded {self.settings.index}"
+        )
+
+    # --- build settings -------------------------------------------------------------------------
+    def build_info(self) -> dict[str, Any]:
+        meta = dict(self.docs.metadata or {})
+        return {k[len("build_"):]: v for k, v in meta.items() if k.startswith("build_")}
+
+    def check_build(self, info: dict[str, Any]) -> None:
+        """Refuse an index built with other settings; record the settings on a fresh one."""
+        stored = self.build_info()
+        if not stored:
+            return
+        diff = {k: (stored.get(k), v) for k, v in info.items() if stored.get(k) != v}
+        if diff:
+            what = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in diff.items())
+            raise IndexMismatch(f"the index was built with {what}; run `rag ingest --rebuild` to rebuild it")
+
+    def record_build(self, info: dict[str, Any]) -> None:
+        if self.build_info() == info:
+            return
+        meta = {f"build_{k}": v for k, v in info.items()}
+        self.docs.modify(metadata=meta)
+
+    def reset(self) -> None:
+        """Drop everything (for `--rebuild`)."""
+        for col in (self.chunks.name, self.docs.name):
+            try:
+                self.client.delete_collection(col)
+            except Exception:  # already gone
+                pass
+        self.__init__(self.settings, client=self.client)  # type: ignore[misc]
+
+    # --- documents ------------------------------------------------------------------------------
+    def documents(self, *, state: str | None = "done") -> dict[str, dict[str, Any]]:
+        """Document records by source: doc_id, hash, title, chunks, ..."""
+        got = self.docs.get(include=["metadatas"], where={"state": state} if state else None)
+        return {m["source"]: {**m, "doc_id": i} for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+
+    def document(self, doc_id: str) -> tuple[str, dict[str, Any]] | None:
+        got = self.docs.get(ids=[doc_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        return got["documents"][0], got["metadatas"][0]
+
+    def _doc_meta(self, doc: Document, n_chunks: int, state: str) -> dict[str, Any]:
+        return _clean_meta({
+            "source": doc.source, "hash": doc.hash, "title": doc.title, "url": doc.url,
+            "publish_date": doc.publish_date, "chunks": n_chunks, "state": state,
+            "pages": json.dumps(list(doc.pages)) if doc.pages else "",
+            "ingested_at": int(time.time()),
+        })
+
+    def add_document(self, doc: Document, chunks: list[Chunk], embeddings: list[list[float]]) -> None:
+        """Write a document and its chunks; it counts as indexed only once all chunks are in."""
+        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+        doc_id = doc.doc_id
+        self.docs.upsert(ids=[doc_id], embeddings=[DOC_VECTOR], documents=[doc.text],
+                         metadatas=[self._doc_meta(doc, len(chunks), "pending")])
+        nodes = []
+        for chunk, emb in zip(chunks, embeddings, strict=True):
+            node = TextNode(
+                id_=chunk.chunk_id,
+                text=chunk.text,
+                embedding=emb,
+                start_char_idx=chunk.start,
+                end_char_idx=chunk.end,
+                metadata=_clean_meta({
+                    "doc_id": doc_id, "source": doc.source, "title": doc.title,
+                    "publish_date": doc.publish_date, "page": doc.page_at(chunk.start) or 0,
+                }),
+            )
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+            nodes.append(node)
+        if nodes:
+            self.vector_store.add(nodes)
+        self.docs.update(ids=[doc_id], metadatas=[self._doc_meta(doc, len(chunks), "done")])
+
+    def delete_document(self, doc_id: str) -> None:
+        self.chunks.delete(where={"doc_id": doc_id})
+        self.docs.delete(ids=[doc_id])
+
+    def recover(self) -> int:
+        """Remove documents left half-written by an interrupted ingest; returns how many."""
+        pending = self.documents(state="pending")
+        for rec in pending.values():
+            self.delete_document(rec["doc_id"])
+        return len(pending)
+
+    def chunk_count(self) -> int:
+        return int(self.chunks.count())
+
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        return list(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    # --- query ----------------------------------------------------------------------------------
+    def query(self, embedding: list[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The k nearest chunks by cosine similarity (Chroma's default space is L2 on unit vectors)."""
+        from llama_index.core.vector_stores.types import VectorStoreQuery
+
+        if self.chunk_count() == 0:
+            return []
+        res = self.vector_store.query(
+            VectorStoreQuery(query_embedding=embedding, similarity_top_k=k),
+            where=where or None,
+        )
+        hits = []
+        for node, sim in zip(res.nodes or [], res.similarities or [], strict=False):
+            m = node.metadata
+            hits.append(Hit(
+                doc_id=m["doc_id"], chunk_id=node.node_id, score=float(sim),
+                start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
+                source=m["source"], text=node.get_content(), title=m.get("title", ""),
+                publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
+            ))
+        return hits

@@ -1,0 +1,139 @@
+"""Plain data passed between the steps: documents, chunks, hits, citations, answers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def content_hash(text: str) -> str:
+    """SHA-256 of the text, hex, first 16 characters: enough to tell versions of a document apart."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def make_doc_id(source: str, text: str) -> str:
+    """A document id from its source path and its content, so an unchanged file keeps its id."""
+    return hashlib.sha256(f"{source}\0{content_hash(text)}".encode()).hexdigest()[:20]
+
+
+def make_chunk_id(doc_id: str, start: int, end: int) -> str:
+    """A chunk id from its document and span."""
+    return f"{doc_id}:{start}-{end}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document; `text` is what every offset indexes into."""
+
+    source: str
+    text: str
+    title: str = ""
+    url: str = ""
+    publish_date: str = ""
+    pages: tuple[int, ...] = ()  # start offset of each page, for PDFs; empty otherwise
+
+    @property
+    def doc_id(self) -> str:
+        return make_doc_id(self.source, self.text)
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.text)
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page holding `offset`, or None for documents without pages."""
+        if not self.pages:
+            return None
+        page = 1
+        for i, start in enumerate(self.pages):
+            if start <= offset:
+                page = i + 1
+        return page
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document: `text == document.text[start:end]`."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+    @property
+    def chunk_id(self) -> str:
+        return make_chunk_id(self.doc_id, self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its score and where it came from."""
+
+    doc_id: str
+    chunk_id: str
+    score: float
+    start: int
+    end: int
+    source: str
+    text: str
+    title: str = ""
+    publish_date: str = ""
+    page: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "score": round(float(self.score), 6),
+            "start": self.start,
+            "end": self.end,
+            "source": self.source,
+            "page": self.page,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a claim comes from: `quote == text[start:end]` of document `doc_id`."""
+
+    n: int
+    doc_id: str
+    chunk_id: str
+    source: str
+    title: str
+    start: int
+    end: int
+    quote: str
+    page: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """An answer with `[n]` markers, each resolved to a citation."""
+
+    question: str
+    answer: str
+    abstained: bool
+    citations: list[Citation] = field(default_factory=list)
+    timings: dict[str, int] = field(default_factory=dict)
+    rewritten_question: str | None = None
+    conflict: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "citations": [c.to_json() for c in self.citations],
+            "timings": self.timings,
+        }
+        if self.rewritten_question is not None:
+            out["rewritten_question"] = self.rewritten_question
+        if self.conflict:
+            out["conflict"] = True
+        return out
