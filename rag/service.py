@@ -9,6 +9,7 @@ import re
 import sys
 import time
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,21 +135,44 @@ class Service:
         return self.retriever.search(query, k)
 
     def ask(self, question: str, history: list[dict[str, str]] | None = None, k: int | None = None) -> Answer:
+        """The whole answer: the last event of `ask_stream`."""
+        ans: Answer | None = None
+        for kind, value in self.ask_stream(question, history, k):
+            if kind == "answer":
+                ans = value
+        assert ans is not None
+        return ans
+
+    def ask_stream(
+        self, question: str, history: list[dict[str, str]] | None = None, k: int | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """Events for a live view: ("delta", text) pieces as the answer is produced (verified text only),
+        then ("answer", Answer). Answerers without a `stream` method produce the whole answer at once."""
         t0 = time.perf_counter()
         question = clean_question(question)
         hits = self.search(question, k)
         t1 = time.perf_counter()
+        stream = getattr(self.answerer, "stream", None)
+        ans: Answer | None = None
         if not hits:
             ans = abstain(question)
-        else:
+        elif stream is None:
             ans = self.answerer.answer(question, hits, self.doc_text)
+        else:
+            for kind, value in stream(question, hits, self.doc_text):
+                if kind == "answer":
+                    ans = value
+                else:
+                    yield kind, value
+        assert ans is not None
         t2 = time.perf_counter()
         ans.timings = {
             "retrieve_ms": round((t1 - t0) * 1000),
             "generate_ms": round((t2 - t1) * 1000),
             "total_ms": round((t2 - t0) * 1000),
+            **{k: v for k, v in ans.timings.items() if k not in ("retrieve_ms", "generate_ms", "total_ms")},
         }
-        return ans
+        yield "answer", ans
 
     def stats(self) -> dict[str, Any]:
         docs = self.store.documents()

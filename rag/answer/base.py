@@ -24,6 +24,10 @@ class Answerer(Protocol):
         """An answer to `question` from `hits`, or a refusal."""
         ...
 
+    # Optional, for answerers that produce text over time:
+    #   def stream(self, question, hits, doc_text) -> Iterator[tuple[str, object]]
+    # yields ("delta", str) pieces of *verified* answer text, then exactly one ("answer", Answer).
+
 
 def cite(n: int, hit: Hit, start: int, end: int, doc_text: DocTexts, page: int | None = None) -> Citation:
     """A citation of `text[start:end]` of the hit's document; the quote is sliced, never copied."""
