@@ -88,6 +88,9 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     for s, e in spans:
         while s < e and text[s].isspace():
             s += 1
+        bullet = re.match(r"(?:[-–—•*]|\d+[.)])\s+", text[s:e])  # a list item's marker is not the claim
+        if bullet:
+            s += bullet.end()
         while e > s and text[e - 1].isspace():
             e -= 1
         if e > s:
