@@ -127,7 +127,7 @@ class Service:
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         query = clean_question(query)
-        k = k or self.settings.top_k
+        k = self.settings.top_k if k is None else k
         if k < 1 or k > 100:
             raise UsageError(f"--k {k} is out of range; use 1 to 100")
         if self.store.chunk_count() == 0:
