@@ -15,10 +15,12 @@ from typing import Any
 
 from rag.answer.base import Answerer, abstain
 from rag.config import Settings
+from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
 from rag.retrieve import Retriever
+from rag.sources import META_SUFFIX
 from rag.store import Store
 from rag.types import Answer, Hit
 
@@ -149,7 +151,10 @@ class Service:
         """Events for a live view: ("delta", text) pieces as the answer is produced (verified text only),
         then ("answer", Answer). Answerers without a `stream` method produce the whole answer at once."""
         t0 = time.perf_counter()
-        question = clean_question(question)
+        asked = question = clean_question(question)
+        # a follow-up that leans on earlier turns is made standalone before retrieval (rag/conversation.py)
+        rewritten = standalone_question(question, history, llm=getattr(self.answerer, "llm", None))
+        question = rewritten or question
         hits = self.search(question, k)
         t1 = time.perf_counter()
         stream = getattr(self.answerer, "stream", None)
@@ -165,6 +170,7 @@ class Service:
                 else:
                     yield kind, value
         assert ans is not None
+        ans.question, ans.rewritten_question = asked, rewritten
         t2 = time.perf_counter()
         ans.timings = {
             "retrieve_ms": round((t1 - t0) * 1000),
@@ -189,6 +195,20 @@ class Service:
     def documents(self) -> list[dict[str, Any]]:
         """Indexed documents, sorted by source."""
         return sorted(self.store.documents().values(), key=lambda r: r["source"])
+
+    def remove(self, source: str) -> None:
+        """Forget a document: its index records and, for a file in the corpus folder, the file and its
+        metadata sidecar (else the next ingest of the folder would bring it back)."""
+        rec = self.store.documents().get(source)
+        if rec is None:
+            raise UsageError(f"no document {source!r} in the index; the Documents list shows what is there")
+        corpus = self.settings.corpus.resolve()
+        path = (corpus / source).resolve()
+        if path.is_relative_to(corpus) and path.is_file():
+            path.unlink()
+            path.with_name(path.name + META_SUFFIX).unlink(missing_ok=True)
+        self.store.delete_document(rec["doc_id"])
+        self._texts.pop(rec["doc_id"], None)
 
     def show(self, doc_id: str) -> str:
         """A document's stored text, by id or by source (its path relative to the corpus)."""

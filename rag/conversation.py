@@ -1,0 +1,142 @@
+"""Follow-up questions made standalone before retrieval.
+
+"What did he say Russia is sharing?" retrieves nothing useful on its own: "he" is in the earlier turn.
+`standalone_question` returns a rewrite that carries its own context, or None when the question already
+stands alone (most questions: only those that lean on the conversation are touched).
+
+- Heuristic (always available): a pronoun is replaced by the subject of the previous question ("Who is
+  the commander of U.S. Forces Korea?" gives "the commander of U.S. Forces Korea"); when no subject can be
+  found, or the follow-up is elliptical ("And the wounded?"), the previous question is put in front of it,
+  which is what retrieval needs even if it reads less smoothly.
+- With a language model (the generative answerer's, when there is one): the model rewrites; a reply that
+  is not one plausible question falls back to the heuristic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+Turn = dict[str, str]  # {"role": "user" | "assistant", "content": "..."}
+
+PERSONAL = {"he", "she", "him", "they", "them", "it"}
+POSSESSIVE = {"his", "her", "their", "its"}
+DEMONSTRATIVE_ALONE = re.compile(r"^(?:that|this|those|these|there)\b|\b(?:that|this|those|these)\s*\??$", re.I)
+ELLIPTICAL = re.compile(r"^(?:and|but|also|what about|how about|and what about|same for|what of)\b", re.I)
+# "Who is X?", "What was X?", "Who are X?": X is what a later "he"/"it"/"they" refers to.
+SUBJECT = re.compile(r"^(?:who|what|which)\s+(?:is|was|are|were)\s+(?P<x>.+?)[?.!]*$", re.I)
+# "How many shells has North Korea sent?", "What did Kim order?": the actor after the auxiliary.
+ACTOR = re.compile(
+    r"^(?i:(?:how\s+\w+|what|which|when|where|why|who)(?:\s+\w+)?\s+"
+    r"(?:has|have|had|did|does|do|is|was|are|were)\s+)(?P<x>(?:the\s+)?(?:[A-Z][\w.'’-]*\s*)+)"
+)
+WORD = re.compile(r"[A-Za-z’']+")
+MAX_REWRITE_CHARS = 400
+
+
+class _Streams(Protocol):
+    def stream(self, messages: Sequence[dict[str, str]], *, max_tokens: int = 200,
+               stop: Sequence[str] = ()) -> Iterator[str]: ...
+
+
+def _previous_question(history: Sequence[Turn]) -> str:
+    for turn in reversed(history):
+        if isinstance(turn, dict) and turn.get("role") == "user" and str(turn.get("content", "")).strip():
+            return str(turn["content"]).strip()
+    return ""
+
+
+def needs_context(question: str) -> bool:
+    """True when the question leans on an earlier turn: a pronoun, a bare demonstrative, an ellipsis."""
+    words = [w.lower().replace("’", "'") for w in WORD.findall(question)]
+    if any(w in PERSONAL or w in POSSESSIVE for w in words):
+        return True
+    if ELLIPTICAL.search(question.strip()) or DEMONSTRATIVE_ALONE.search(question.strip()):
+        return True
+    return len(words) <= 2
+
+
+def _referent(previous: str) -> tuple[str, set[str]]:
+    """The noun phrase a pronoun in the next question most likely points at, and the pronouns that may
+    point at it: anything for the subject of "Who is X?"; only he/she for the actor of "What did X say?",
+    since "them" after "How many troops has North Korea sent?" means the troops, not North Korea."""
+    previous = previous.strip()
+    m = SUBJECT.match(previous)
+    if m and len(m.group("x").split()) <= 12:
+        return m.group("x").strip(), PERSONAL | POSSESSIVE
+    m = ACTOR.match(previous)
+    if m:
+        return m.group("x").strip(), {"he", "she", "him", "his", "her"}
+    return "", set()
+
+
+def _substitute(question: str, referent: str, pronouns: set[str]) -> str | None:
+    """The question with its first pronoun replaced by `referent`; None when a pronoun cannot be."""
+    for m in WORD.finditer(question):
+        word = m.group(0).lower()
+        if (word in PERSONAL or word in POSSESSIVE) and word not in pronouns:
+            return None
+        if word in PERSONAL:
+            replacement = referent
+        elif word in POSSESSIVE:
+            replacement = referent + ("'" if referent.endswith("s") else "'s")
+        else:
+            continue
+        if m.start() == 0:
+            replacement = replacement[0].upper() + replacement[1:]
+        return question[: m.start()] + replacement + question[m.end():]
+    return None
+
+
+def heuristic_rewrite(question: str, history: Sequence[Turn]) -> str | None:
+    """A standalone form of a follow-up by rule, or None when the question stands alone."""
+    previous = _previous_question(history)
+    if not previous or not needs_context(question):
+        return None
+    referent, pronouns = _referent(previous)
+    if referent and not ELLIPTICAL.search(question):
+        swapped = _substitute(question, referent, pronouns)
+        if swapped:
+            return swapped
+    return f"{previous.rstrip()[:300]} {question.strip()}"
+
+
+REWRITE_PROMPT = (
+    "Rewrite the last question of a conversation so that it can be understood without the conversation. "
+    "Replace pronouns with what they refer to. Keep the meaning and the wording otherwise. "
+    "Reply with the rewritten question only, on one line."
+)
+EXAMPLE = (
+    "Conversation:\nuser: Who founded the Red Cross?\nassistant: Henry Dunant founded it in 1863 [1].\n"
+    "Last question: Where was he born?",
+    "Where was Henry Dunant, the founder of the Red Cross, born?",
+)
+
+
+def _llm_rewrite(question: str, history: Sequence[Turn], llm: _Streams) -> str | None:
+    turns = [t for t in history if isinstance(t, dict) and t.get("role") in ("user", "assistant")][-4:]
+    convo = "\n".join(f"{t['role']}: {str(t.get('content', ''))[:600]}" for t in turns)
+    messages = [
+        {"role": "system", "content": REWRITE_PROMPT},
+        {"role": "user", "content": EXAMPLE[0]},
+        {"role": "assistant", "content": EXAMPLE[1]},
+        {"role": "user", "content": f"Conversation:\n{convo}\nLast question: {question}"},
+    ]
+    reply = "".join(llm.stream(messages, max_tokens=80, stop=("\n",))).strip().strip('"')
+    plausible = 8 <= len(reply) <= MAX_REWRITE_CHARS and "\n" not in reply and reply.endswith("?")
+    return reply if plausible else None
+
+
+def standalone_question(question: str, history: Sequence[Turn] | None, *, llm: Any = None) -> str | None:
+    """The follow-up rewritten to stand alone, or None when it needs no rewriting (or there is no history)."""
+    if not history or not _previous_question(history) or not needs_context(question):
+        return None
+    if llm is not None and hasattr(llm, "stream"):
+        try:
+            rewritten = _llm_rewrite(question, history, llm)
+        except Exception:  # a model that fails mid-call must not cost the user the answer
+            rewritten = None
+        if rewritten and rewritten.strip().lower() != question.strip().lower():
+            return rewritten
+    return heuristic_rewrite(question, history)

@@ -1,0 +1,74 @@
+"""Follow-up questions: rewritten to stand alone only when they lean on the conversation."""
+
+from __future__ import annotations
+
+from rag.conversation import standalone_question
+
+COMMANDER = [
+    {"role": "user", "content": "Who is the commander of U.S. Forces Korea?"},
+    {"role": "assistant", "content": "Army Gen. Xavier Brunson, the commander of U.S. Forces Korea [1]."},
+]
+TROOPS = [{"role": "user", "content": "How many troops has North Korea sent to Russia?"}]
+
+
+class ScriptedModel:
+    """A chat model double that replies with a fixed text and records what it was asked."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.calls: list[list[dict[str, str]]] = []
+
+    def stream(self, messages, *, max_tokens=200, stop=()):
+        self.calls.append(list(messages))
+        yield from self.reply.split(" ")[:1]
+        for word in self.reply.split(" ")[1:]:
+            yield " " + word
+
+
+def test_pronoun_is_replaced_by_the_subject_of_the_previous_question():
+    got = standalone_question("What did he say Russia is sharing?", COMMANDER)
+    assert got == "What did the commander of U.S. Forces Korea say Russia is sharing?"
+
+
+def test_plural_pronoun_after_an_actor_keeps_the_previous_question_in_front():
+    got = standalone_question("How many of them were killed?", TROOPS)
+    assert got == "How many troops has North Korea sent to Russia? How many of them were killed?"
+
+
+def test_elliptical_follow_up_is_joined_to_the_previous_question():
+    assert standalone_question("And the wounded?", TROOPS) == (
+        "How many troops has North Korea sent to Russia? And the wounded?")
+
+
+def test_standalone_questions_and_first_questions_are_left_alone():
+    assert standalone_question("Where did Kim Jong Un visit a weapons factory?", TROOPS) is None
+    assert standalone_question("What did he say Russia is sharing?", []) is None
+    assert standalone_question("What did he say Russia is sharing?", None) is None
+    assert standalone_question("What did he say?", [{"role": "assistant", "content": "Hello"}]) is None
+
+
+def test_malformed_history_entries_are_ignored():
+    history = ["not a turn", {"role": "user"}, *COMMANDER]
+    assert standalone_question("What did he say?", history) == "What did the commander of U.S. Forces Korea say?"
+
+
+def test_a_language_model_rewrites_when_there_is_one():
+    model = ScriptedModel("What did Xavier Brunson say Russia is sharing?")
+    got = standalone_question("What did he say Russia is sharing?", COMMANDER, llm=model)
+    assert got == "What did Xavier Brunson say Russia is sharing?"
+    assert "Who is the commander of U.S. Forces Korea?" in model.calls[0][-1]["content"]
+
+
+def test_an_implausible_model_reply_falls_back_to_the_rule():
+    model = ScriptedModel("Sure! Here is the rewritten question")
+    got = standalone_question("What did he say Russia is sharing?", COMMANDER, llm=model)
+    assert got == "What did the commander of U.S. Forces Korea say Russia is sharing?"
+
+
+def test_follow_up_retrieves_with_the_rewrite(seed_service):
+    ans = seed_service.ask("What did he say Russia is sharing?", history=COMMANDER)
+    assert ans.question == "What did he say Russia is sharing?"
+    assert ans.rewritten_question == "What did the commander of U.S. Forces Korea say Russia is sharing?"
+    assert not ans.abstained, ans.answer
+    assert any("space, nuclear" in c.quote for c in ans.citations), ans.answer
+    assert ans.to_json()["rewritten_question"] == ans.rewritten_question
