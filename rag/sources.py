@@ -1,24 +1,36 @@
-"""Read documents: text and Markdown files from folders, and JSONL records.
+"""Read documents: text, Markdown, HTML and PDF files from folders, and JSONL records.
 
 A file's metadata (title, date, links) lives beside it in `NAME.meta.json`, so the text that citation
-offsets index into is the file itself, byte for byte after UTF-8 decoding.
+offsets index into is the file itself, byte for byte after UTF-8 decoding. HTML and PDF have no such text:
+for them the index stores the extracted text (`rag show` prints it) and offsets index into that.
+- HTML: trafilatura's main-content text (navigation, footers and scripts dropped); a page where it finds
+  no article falls back to all the visible text of the body.
+- PDF: pypdf's text of each page, pages joined by a blank line; `Document.pages` holds where each page
+  starts, so any offset maps back to its 1-based page.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from rag.errors import UsageError
 from rag.types import Document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
-SUPPORTED_SUFFIXES = set(TEXT_SUFFIXES)
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 META_SUFFIX = ".meta.json"
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_PDF_BYTES = 100 * 1024 * 1024  # filings with embedded images run to tens of megabytes
+PAGE_SEPARATOR = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -57,26 +69,128 @@ def read_file(path: Path, corpus: Path) -> Document:
         raise UsageError(f"{path}: unsupported file type {suffix or '(none)'}; "
                          f"use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise UsageError(f"{path}: {size} bytes is over the {MAX_FILE_BYTES} byte limit; split the file")
-    data = path.read_bytes()
-    if b"\0" in data:
-        raise UsageError(f"{path}: looks binary (NUL bytes); only text files are read")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 (byte {e.start}); re-save it as UTF-8") from None
-    if not text.strip():
-        raise UsageError(f"{path}: empty file")
+    limit = MAX_PDF_BYTES if suffix in PDF_SUFFIXES else MAX_FILE_BYTES
+    if size > limit:
+        raise UsageError(f"{path}: {size} bytes is over the {limit} byte limit; split the file")
     meta = _read_meta(path)
-    title = meta.get("title") or _first_line(text) or path.stem
+    pages: tuple[int, ...] = ()
+    if suffix in PDF_SUFFIXES:
+        text, pages, found_title = _pdf_text(path)
+    elif suffix in HTML_SUFFIXES:
+        text, found_title = _html_text(path, _decode(path, path.read_bytes()))
+    else:
+        text, found_title = _decode(path, path.read_bytes()), ""
+    if not text.strip():
+        raise UsageError(f"{path}: empty file" if suffix in TEXT_SUFFIXES else
+                         f"{path}: no text could be extracted (a scanned PDF needs OCR first)")
+    title = meta.get("title") or found_title or _first_line(text) or path.stem
     return Document(
         source=source_name(path, corpus),
         text=text,
         title=title,
         url=meta.get("url", ""),
         publish_date=meta.get("publish_date", meta.get("date", "")),
+        pages=pages,
     )
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if b"\0" in data:
+        raise UsageError(f"{path}: looks binary (NUL bytes); only text files are read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 (byte {e.start}); re-save it as UTF-8") from None
+
+
+def _html_text(path: Path, html: str) -> tuple[str, str]:
+    """The page's main text and title: trafilatura, else every visible line of the body."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(html, with_metadata=True, include_tables=True, favor_recall=True)
+    text = (getattr(doc, "text", None) or "").strip() if doc is not None else ""
+    title = (getattr(doc, "title", None) or "").strip() if doc is not None else ""
+    if not text:
+        text, fallback_title = _visible_text(html)
+        title = title or fallback_title
+    return _clean_extracted(text), title
+
+
+class _VisibleText(HTMLParser):
+    """Text outside script, style and head; block elements end lines."""
+
+    HIDDEN = {"script", "style", "head", "noscript", "template"}
+    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+              "table", "ul", "ol", "blockquote", "pre", "title"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._hidden = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden += 1
+        self._in_title = self._in_title or tag == "title"
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+        if tag == "title":
+            self._in_title = False
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
+        elif not self._hidden:
+            self.parts.append(data)
+
+
+def _visible_text(html: str) -> tuple[str, str]:
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.parts), " ".join("".join(parser.title).split())
+
+
+def _clean_extracted(text: str) -> str:
+    """Extracted text with runs of spaces and blank lines collapsed: what the index stores and quotes."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "")
+    lines = [re.sub(r"[ \t\f\v\u00a0]+", " ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _pdf_text(path: Path) -> tuple[str, tuple[int, ...], str]:
+    """The PDF's text page by page, where each page starts in it, and its title (from its metadata)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed-but-readable files warn per object
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            raise UsageError(f"{path}: the PDF is encrypted; save an unencrypted copy")
+        page_texts = [_clean_extracted(page.extract_text() or "") for page in reader.pages]
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+    except PdfReadError as e:
+        raise UsageError(f"{path}: not a readable PDF ({e})") from None
+    parts: list[str] = []
+    starts: list[int] = []
+    offset = 0
+    for i, page in enumerate(page_texts):
+        if i:
+            parts.append(PAGE_SEPARATOR)
+            offset += len(PAGE_SEPARATOR)
+        starts.append(offset)
+        parts.append(page)
+        offset += len(page)
+    return "".join(parts), tuple(starts), title
 
 
 def _first_line(text: str) -> str:
@@ -105,8 +219,11 @@ def walk(paths: list[Path], corpus: Path) -> Iterator[Path]:
                 yield path
 
 
-def read_jsonl(path: Path) -> Iterator[Document]:
-    """Records `{"_id", "text", "title"?, "url"?, "publish_date"?}`, plain or gzipped, one per line."""
+def read_jsonl(path: Path, skipped: list[Skipped] | None = None) -> Iterator[Document]:
+    """Records `{"_id", "text", "title"?, "url"?, "publish_date"?}`, plain or gzipped, one per line.
+
+    A record without text raises UsageError, or, given a `skipped` list, is noted there and passed over
+    (real corpora have some: 39 of RealTimeQA's 3,789 articles are empty)."""
     if not path.exists():
         raise UsageError(f"{path}: no such file; give a .jsonl or .jsonl.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -122,7 +239,11 @@ def read_jsonl(path: Path) -> Iterator[Document]:
                 raise UsageError(f"{path}:{lineno}: a record needs an \"_id\"; fix or remove that line")
             text = rec.get("text")
             if not isinstance(text, str) or not text.strip():
-                raise UsageError(f"{path}:{lineno}: record {rec['_id']} has no \"text\"")
+                reason = f"{path}:{lineno}: record {rec['_id']} has no \"text\""
+                if skipped is None:
+                    raise UsageError(reason)
+                skipped.append(Skipped(str(rec["_id"]), reason))
+                continue
             yield Document(
                 source=str(rec["_id"]),
                 text=text,

@@ -8,6 +8,15 @@ The document collection's metadata records how the index was built (embedding mo
 
 A document is written in three steps: its record as `pending`, its chunks, then its record as `done`.
 A crash leaves at most a `pending` record, whose chunks the next ingest removes before anything else.
+Ingest writes documents in groups (`add_documents`), each step once for the whole group.
+
+Where things live: with `RAG_CHROMA_URL` both collections, and so the build info, are on the server
+(`chromadb.HttpClient`, the same code path as the embedded `PersistentClient`). A server that stops
+answering is retried briefly, then reported in one line (BackendUnavailable).
+
+PDF pages: a chunk's metadata holds `page` (where it starts) and `page_starts` (offsets inside it where a
+later page begins), so a quote anywhere in a retrieved chunk gets its own page (`Hit.page_at`); the document
+record holds every page start (`pages`).
 """
 
 from __future__ import annotations
@@ -22,6 +31,44 @@ from rag.errors import BackendUnavailable, IndexMismatch, UsageError
 from rag.types import Chunk, Document, Hit
 
 DOC_VECTOR = [1.0]
+RETRY_DELAYS = (0.5, 1.0)  # a server that restarts gets 1.5 s; a dead one fails in about that
+
+
+def _server_down(url: str, error: Exception) -> BackendUnavailable:
+    port = urlparse(url).port or 8000
+    return BackendUnavailable(
+        f"the Chroma server at {url} does not answer ({type(error).__name__}: {error}); "
+        f"start it with `chroma run --path DIR --port {port}` or unset RAG_CHROMA_URL"
+    )
+
+
+class _Guarded:
+    """A server collection whose connection failures are retried briefly, then raised as one clear line."""
+
+    def __init__(self, inner: Any, url: str) -> None:
+        self._inner = inner
+        self._url = url
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+
+            for delay in (*RETRY_DELAYS, None):
+                try:
+                    return attr(*args, **kwargs)
+                except httpx.ConnectError as e:  # the request never reached the server: safe to repeat
+                    if delay is None:
+                        raise _server_down(self._url, e) from None
+                    time.sleep(delay)
+                except httpx.TransportError as e:
+                    raise _server_down(self._url, e) from None
+            raise AssertionError("unreachable")
+
+        return call
 
 
 def _client(settings: Settings) -> Any:
@@ -57,6 +104,12 @@ def _client(settings: Settings) -> Any:
                          "choose another with --index or RAG_INDEX") from None
 
 
+def _page_starts(doc: Document, chunk: Chunk) -> str:
+    """Offsets inside the chunk where a later page begins, as JSON; empty for documents without pages."""
+    inside = [p for p in doc.pages if chunk.start < p < chunk.end]
+    return json.dumps(inside) if inside else ""
+
+
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: ("" if v is None else v) for k, v in meta.items()}
 
@@ -74,6 +127,9 @@ class Store:
                 name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
             )
             self.docs = self.client.get_or_create_collection(f"{name}-docs", embedding_function=None)
+            if settings.chroma_url:
+                self.chunks = _Guarded(self.chunks, settings.chroma_url)
+                self.docs = _Guarded(self.docs, settings.chroma_url)
         except Exception as e:
             if settings.chroma_url:
                 raise BackendUnavailable(
@@ -143,29 +199,51 @@ class Store:
 
     def add_document(self, doc: Document, chunks: list[Chunk], embeddings: list[list[float]]) -> None:
         """Write a document and its chunks; it counts as indexed only once all chunks are in."""
+        self.add_documents([(doc, chunks, embeddings)])
+
+    def add_documents(self, batch: list[tuple[Document, list[Chunk], list[list[float]]]]) -> None:
+        """Write several documents in three bulk steps (all `pending`, all chunks, all `done`)."""
         from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
-        doc_id = doc.doc_id
-        self.docs.upsert(ids=[doc_id], embeddings=[DOC_VECTOR], documents=[doc.text],
-                         metadatas=[self._doc_meta(doc, len(chunks), "pending")])
+        if not batch:
+            return
+        ids = [doc.doc_id for doc, _, _ in batch]
+        texts = [doc.text for doc, _, _ in batch]
+        self.docs.upsert(ids=ids, embeddings=[DOC_VECTOR] * len(batch), documents=texts,
+                         metadatas=[self._doc_meta(d, len(c), "pending") for d, c, _ in batch])
         nodes = []
-        for chunk, emb in zip(chunks, embeddings, strict=True):
-            node = TextNode(
-                id_=chunk.chunk_id,
-                text=chunk.text,
-                embedding=emb,
-                start_char_idx=chunk.start,
-                end_char_idx=chunk.end,
-                metadata=_clean_meta({
-                    "doc_id": doc_id, "source": doc.source, "title": doc.title,
-                    "publish_date": doc.publish_date, "page": doc.page_at(chunk.start) or 0,
-                }),
-            )
-            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
-            nodes.append(node)
-        if nodes:
-            self.vector_store.add(nodes)
-        self.docs.update(ids=[doc_id], metadatas=[self._doc_meta(doc, len(chunks), "done")])
+        for (doc, chunks, embeddings), doc_id in zip(batch, ids, strict=True):
+            for chunk, emb in zip(chunks, embeddings, strict=True):
+                node = TextNode(
+                    id_=chunk.chunk_id,
+                    text=chunk.text,
+                    embedding=emb,
+                    start_char_idx=chunk.start,
+                    end_char_idx=chunk.end,
+                    metadata=_clean_meta({
+                        "doc_id": doc_id, "source": doc.source, "title": doc.title,
+                        "publish_date": doc.publish_date, "page": doc.page_at(chunk.start) or 0,
+                        "page_starts": _page_starts(doc, chunk),
+                    }),
+                )
+                node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+                nodes.append(node)
+        step = self._max_batch()
+        for i in range(0, len(nodes), step):
+            self.vector_store.add(nodes[i : i + step])
+        self.docs.update(ids=ids, metadatas=[self._doc_meta(d, len(c), "done") for d, c, _ in batch])
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, min(int(self.client.get_max_batch_size()), 5000))
+        except Exception:  # older clients or a server without the endpoint
+            return 1000
+
+    def pages(self, doc_id: str) -> tuple[int, ...]:
+        """Where each page of a PDF starts in its stored text; empty for documents without pages."""
+        got = self.document(doc_id)
+        raw = got[1].get("pages") if got else ""
+        return tuple(json.loads(raw)) if raw else ()
 
     def delete_document(self, doc_id: str) -> None:
         self.chunks.delete(where={"doc_id": doc_id})
@@ -203,5 +281,6 @@ class Store:
                 start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
                 source=m["source"], text=node.get_content(), title=m.get("title", ""),
                 publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
+                page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
             ))
         return hits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,11 +46,7 @@ class Document:
         """1-based page holding `offset`, or None for documents without pages."""
         if not self.pages:
             return None
-        page = 1
-        for i, start in enumerate(self.pages):
-            if start <= offset:
-                page = i + 1
-        return page
+        return max(1, bisect_right(self.pages, offset))
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,14 @@ class Hit:
     text: str
     title: str = ""
     publish_date: str = ""
-    page: int | None = None
+    page: int | None = None  # 1-based page where the chunk starts, for PDFs
+    page_starts: tuple[int, ...] = ()  # document offsets inside the chunk where a new page begins
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page of a document offset inside this chunk (a quote's start), None without pages."""
+        if self.page is None:
+            return None
+        return self.page + bisect_right(self.page_starts, offset)
 
     def to_json(self) -> dict[str, Any]:
         return {

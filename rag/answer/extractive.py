@@ -53,6 +53,22 @@ def lexical_overlap(question_terms: set[str], sentence: str) -> float:
     return hits / len(question_terms)
 
 
+_NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-zA-Z]+|\d[\d,.]*)")
+
+
+def question_entities(question: str) -> set[str]:
+    """Names (capitalised words not opening the question) and numbers the question mentions."""
+    q = question.strip()
+    return {m.group(1).rstrip(".,").lower() for m in _NAME.finditer(q, 1)
+            if m.group(1).lower() not in STOPWORDS}
+
+
+def entities_covered(question: str, text: str) -> bool:
+    """Whether every name and number of the question occurs in `text` (prefix match on 5 letters)."""
+    low = text.lower()
+    return all(e in low or (len(e) > 5 and e[:5] in low) for e in question_entities(question))
+
+
 @dataclass(frozen=True)
 class Candidate:
     hit: Hit
@@ -148,7 +164,8 @@ def _with_marker(sentence: str, n: int) -> str:
 
 
 def _page(c: Candidate, doc_text: DocTexts) -> int | None:
-    return c.hit.page
+    """The PDF page where the quoted sentence starts (a chunk may run across pages)."""
+    return c.hit.page_at(c.start)
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:
