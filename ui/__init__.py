@@ -1,0 +1,1 @@
+"""The Gradio app over rag.service (ui/app.py), its HTML (ui/render.py) and upload checks (ui/uploads.py)."""

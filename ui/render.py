@@ -1,0 +1,186 @@
+"""HTML for the app's panels: the conversation, the sources, the document list.
+
+Every piece of text that comes from a document, a question or an answer goes through `esc`, so a document
+holding `<script>` or markup shows as text. The only markup here is our own.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from rag.answer.base import MARKER
+from rag.types import Answer, Citation
+
+# A sentence ends at . ! ? (and closing quotes) before a capital, a digit or an opening quote; not after a
+# lone capital ("U.S. Forces") or a title ("Gen. Xavier").
+SENTENCE_END = re.compile(
+    r"(?<!\b[A-Z])(?<!\bGen|\bSen|\bRep|\bCol|\bSgt|\bGov)(?<!\bMr|\bMs|\bDr|\bSt|\bLt|\bJr|\bSr|\bNo|\bvs)"
+    r"[.!?][\"”’')\]]*\s+(?=[A-Z0-9\"“‘'(\[-])|\n+"
+)
+CONTEXT_CHARS = 360  # at most this much text on each side of a quote
+CONTEXT_SENTENCES = 1  # whole sentences shown before and after the one holding the quote
+
+
+@dataclass
+class Turn:
+    """One question and what the app knows of its answer so far."""
+
+    question: str
+    text: str = ""  # streamed answer text, until the Answer arrives
+    answer: Answer | None = None
+    error: str = ""
+    notice: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)  # rendered-ready citation records
+
+
+def esc(text: str) -> str:
+    """Text as inert HTML; braces and dollars too, since gr.HTML fills a template with the value."""
+    return (html.escape(text, quote=True).replace("{", "&#123;").replace("}", "&#125;")
+            .replace("$", "&#36;").replace("\n", "<br>"))
+
+
+def _safe_url(url: str) -> str:
+    return url if urlparse(url).scheme in ("http", "https") else ""
+
+
+def context_window(text: str, start: int, end: int) -> tuple[str, str, str, bool, bool]:
+    """(before, quote, after, cut_before, cut_after): the quote inside the sentences around it."""
+    lo = max(0, start - CONTEXT_CHARS)
+    # one character past the quote's start lets a boundary just before it see the capital that follows
+    ends = [m.end() for m in SENTENCE_END.finditer(text, lo, min(len(text), start + 1)) if m.end() <= start]
+    keep = len(ends) - 1 - CONTEXT_SENTENCES
+    cut_from, cut_before = (ends[keep], False) if keep >= 0 else (lo, lo > 0)
+    hi = min(len(text), end + CONTEXT_CHARS)
+    ends = [m.end() for m in SENTENCE_END.finditer(text, max(0, end - 1), min(len(text), hi + 1))
+            if end <= m.end() <= hi]
+    # ends[0] closes the quote's own sentence (the search starts on its last character)
+    wanted = CONTEXT_SENTENCES
+    cut_to, cut_after = (ends[wanted], False) if len(ends) > wanted else (hi, hi < len(text))
+    before, after = text[cut_from:start], text[end:cut_to]
+    return before.lstrip("\n"), text[start:end], after.rstrip(), cut_before, cut_after
+
+
+def source_record(c: Citation, docs: dict[str, dict[str, Any]], doc_text: Callable[[str], str]) -> dict[str, Any]:
+    """What the sources panel shows for one citation."""
+    meta = docs.get(c.source, {})
+    before, quote, after, cut_before, cut_after = context_window(doc_text(c.doc_id), c.start, c.end)
+    return {
+        "n": c.n, "title": meta.get("title") or c.title or c.source, "source": c.source,
+        "date": meta.get("publish_date", ""), "url": _safe_url(str(meta.get("url", ""))), "page": c.page,
+        "start": c.start, "end": c.end, "before": before, "quote": quote, "after": after,
+        "cut_before": cut_before, "cut_after": cut_after,
+    }
+
+
+def _answer_html(text: str, turn_no: int, cited: set[int]) -> str:
+    """Answer text with each `[n]` as a badge; a badge with a citation behind it is a button."""
+
+    def badge(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if n in cited:
+            return (f'<button type="button" class="cite" data-turn="{turn_no}" data-n="{n}" '
+                    f'title="Show source {n}" aria-label="Show source {n}">{n}</button>')
+        return f'<span class="cite pending">{n}</span>'
+
+    return MARKER.sub(badge, esc(text))
+
+
+def _turn_html(t: Turn, turn_no: int) -> str:
+    parts = [f'<div class="turn" id="turn-{turn_no}">', '<div class="msg user">',
+             f'<div class="bubble">{esc(t.question)}</div>']
+    if t.answer is not None and t.answer.rewritten_question:
+        parts.append(f'<div class="rewritten">searched as: {esc(t.answer.rewritten_question)}</div>')
+    parts.append("</div>")
+    if t.error:
+        parts.append(f'<div class="msg bot error"><div class="bubble"><strong>Could not answer.</strong> '
+                     f'{esc(t.error)}</div></div>')
+    elif t.answer is None:
+        body = _answer_html(t.text, turn_no, set()) if t.text else ""
+        parts.append(f'<div class="msg bot pending"><div class="bubble">{body}'
+                     f'<span class="typing" aria-label="answering"><i></i><i></i><i></i></span></div></div>')
+    elif t.answer.abstained:
+        parts.append('<div class="msg bot refusal"><div class="bubble"><div class="label">Not in the documents'
+                     f'</div>{esc(t.answer.answer)}</div></div>')
+    else:
+        a = t.answer
+        cited = {c.n for c in a.citations}
+        banner = ('<div class="conflict">The sources disagree: each figure is shown with its source.</div>'
+                  if a.conflict else "")
+        n_docs = len({c.doc_id for c in a.citations})
+        meta = (f'{len(a.citations)} passage{"s" * (len(a.citations) != 1)} from {n_docs} '
+                f'document{"s" * (n_docs != 1)} · {a.timings.get("total_ms", 0) / 1000:.1f} s')
+        parts.append(f'<div class="msg bot answer"><div class="bubble">{banner}'
+                     f'{_answer_html(a.answer, turn_no, cited)}</div><div class="meta">{meta}</div></div>')
+    if t.notice:
+        parts.append(f'<div class="notice">{esc(t.notice)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def chat_html(turns: Sequence[Turn], intro: str) -> str:
+    """The conversation, newest last; `intro` (plain text) fills an empty one."""
+    if not turns:
+        return f'<div class="chat-scroll"><div class="chat-empty">{esc(intro)}</div></div>'
+    body = "".join(_turn_html(t, i) for i, t in enumerate(turns))
+    version = f"{len(turns)}-{len(turns[-1].text)}-{turns[-1].answer is not None}"
+    return f'<div class="chat-scroll" data-v="{version}"><div class="chat-log">{body}</div></div>'
+
+
+def _source_html(s: dict[str, Any], turn_no: int) -> str:
+    meta = [f'<span class="file">{esc(s["source"])}</span>']
+    if s["date"]:
+        meta.append(f'<span class="date">{esc(s["date"])}</span>')
+    if s["page"]:
+        meta.append(f'<span class="page">page {s["page"]}</span>')
+    if s["url"]:
+        meta.append(f'<a href="{esc(s["url"])}" target="_blank" rel="noopener noreferrer">original</a>')
+    context = (("… " if s["cut_before"] else "") + esc(s["before"]) + f'<mark>{esc(s["quote"])}</mark>'
+               + esc(s["after"]) + (" …" if s["cut_after"] else ""))
+    return (f'<article class="src" id="src-{turn_no}-{s["n"]}" data-n="{s["n"]}">'
+            f'<header><span class="num">{s["n"]}</span><span class="title">{esc(s["title"])}</span></header>'
+            f'<div class="src-meta">{" · ".join(meta)}</div>'
+            f'<blockquote class="context">{context}</blockquote>'
+            f'<div class="span">characters {s["start"]:,}–{s["end"]:,}</div></article>')
+
+
+def sources_html(turns: Sequence[Turn]) -> str:
+    """Every turn's cited passages, the newest turn's shown; a badge click shows its own turn's."""
+    if not turns:
+        return ('<div class="sources"><div class="sources-empty">Sources appear here: the exact passage '
+                'behind each numbered claim, highlighted in its context.</div></div>')
+    groups = []
+    last = len(turns) - 1
+    for i, t in enumerate(turns):
+        hidden = "" if i == last else " hidden"
+        head = f'<div class="group-head">Sources for <q>{esc(t.question)}</q></div>'
+        if t.answer is None:
+            body = ('<div class="sources-empty">Searching the documents…</div>' if not t.error
+                    else '<div class="sources-empty">No answer, so no sources.</div>')
+        elif t.answer.abstained or not t.sources:
+            body = ('<div class="sources-empty refusal">No sources: the documents do not support an '
+                    'answer to this question.</div>')
+        else:
+            body = "".join(_source_html(s, i) for s in t.sources)
+        groups.append(f'<section class="src-group" data-turn="{i}"{hidden}>{head}{body}</section>')
+    return f'<div class="sources">{"".join(groups)}</div>'
+
+
+def documents_html(docs: Sequence[dict[str, Any]]) -> str:
+    """The indexed documents as a table: title, file, date, chunks."""
+    if not docs:
+        return '<div class="docs-empty">No documents are indexed yet. Upload some below.</div>'
+    total = sum(int(d.get("chunks", 0) or 0) for d in docs)
+    rows = "".join(
+        f'<tr><td class="title">{esc(str(d.get("title") or d["source"]))}</td>'
+        f'<td class="file">{esc(d["source"])}</td><td>{esc(str(d.get("publish_date") or ""))}</td>'
+        f'<td class="num">{int(d.get("chunks", 0) or 0):,}</td></tr>'
+        for d in docs
+    )
+    return (f'<div class="docs-summary">{len(docs):,} document{"s" * (len(docs) != 1)}, {total:,} chunks</div>'
+            '<div class="docs-scroll"><table class="docs"><thead><tr><th>Title</th><th>File</th><th>Date</th>'
+            f'<th class="num">Chunks</th></tr></thead><tbody>{rows}</tbody></table></div>')
