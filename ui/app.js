@@ -13,7 +13,14 @@
     if (!card) return;
     document.querySelectorAll(".src.active").forEach(function (c) { c.classList.remove("active"); });
     card.classList.add("active");
-    card.scrollIntoView({ behavior: "smooth", block: "nearest" });
+    // scroll the panel itself so the whole card (title, context, quote) starts at its top
+    const panel = card.closest(".sources");
+    if (panel) {
+      const offset = card.getBoundingClientRect().top - panel.getBoundingClientRect().top;
+      panel.scrollTo({ top: panel.scrollTop + offset - 6, behavior: "smooth" });
+    } else {
+      card.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
   });
 
   // Keep the newest message in view as answers stream in.

@@ -143,8 +143,8 @@ def build_app(service: Service) -> gr.Blocks:
 
             summary = service.ingest(placed, progress=tick)
             lines.insert(0, f"Indexed {len(placed)} file{'s' * (len(placed) != 1)}: added {summary.added}, "
-                            f"updated {summary.updated}, unchanged {summary.unchanged}, {summary.chunks} "
-                            f"new passages in {summary.seconds:.1f} s.")
+                            f"updated {summary.updated}, unchanged {summary.unchanged}; {summary.chunks} "
+                            f"new passage{'s' * (summary.chunks != 1)} in {summary.seconds:.1f} s.")
             lines += [f"Skipped {s.reason}" for s in summary.skipped]
         return _status(*lines, bad=bool(refused) and not placed), *list_documents(), _header(service)
 

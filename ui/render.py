@@ -137,7 +137,7 @@ def _source_html(s: dict[str, Any], turn_no: int) -> str:
         meta.append(f'<span class="date">{esc(s["date"])}</span>')
     if s["page"]:
         meta.append(f'<span class="page">page {s["page"]}</span>')
-    if s["url"]:
+    if _safe_url(s["url"]):
         meta.append(f'<a href="{esc(s["url"])}" target="_blank" rel="noopener noreferrer">original</a>')
     context = (("… " if s["cut_before"] else "") + esc(s["before"]) + f'<mark>{esc(s["quote"])}</mark>'
                + esc(s["after"]) + (" …" if s["cut_after"] else ""))
