@@ -240,6 +240,10 @@ class ServerModel:
                   "context_window": 4096, "temperature": 0.0, "timeout": timeout, "max_retries": 1}
         self.llm = OpenAILike(max_tokens=200, **common)
         self._judge = OpenAILike(max_tokens=1, logprobs=True, top_logprobs=10, **common)
+        # llama.cpp's server refuses log-probabilities unless it keeps every position's logits (1.2 GB
+        # here); after one refusal the judge asks for the word alone.
+        self._judge_words = OpenAILike(max_tokens=2, **common)
+        self._logprobs = True
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
                stop: Sequence[str] = ()) -> Iterator[str]:
@@ -258,11 +262,21 @@ class ServerModel:
         from llama_index.core.llms import ChatMessage
 
         msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
-        try:
-            r = self._judge.chat(msgs)
-        except Exception as e:
-            raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: {e}); "
-                                     "check RAG_LLM_URL and RAG_LLM_MODEL") from e
+        r = None
+        if self._logprobs:
+            try:
+                r = self._judge.chat(msgs)
+            except Exception as e:
+                if "logprob" not in str(e).lower():
+                    raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: "
+                                             f"{e}); check RAG_LLM_URL and RAG_LLM_MODEL") from e
+                self._logprobs = False
+        if r is None:
+            try:
+                r = self._judge_words.chat(msgs)
+            except Exception as e:
+                raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: "
+                                         f"{e}); check RAG_LLM_URL and RAG_LLM_MODEL") from e
         yes = no = -math.inf
         for lp in (r.logprobs or [[]])[0]:
             word = lp.token.strip().lower()

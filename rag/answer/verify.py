@@ -1,11 +1,12 @@
 """The support judge: does a passage support a sentence? The same small model, asked for Yes or No.
 
 The score is P(Yes) / (P(Yes) + P(No)) for the first token of the reply, read from the model's logits,
-so it is a number that can be thresholded, not a word to parse. A literal check runs first: a sentence with a number or a name that the passage never mentions is
-unsupported whatever the model says. The threshold comes from
-`eval/support_pairs.jsonl` (supported and unsupported pairs written from the seed articles: paraphrases,
-wrong numbers, swapped figures, the other source's figure, negations, extra claims) by
-`bench/calibrate_judge.py`, which prints the accuracy at each threshold.
+so it is a number that can be thresholded, not a word to parse. A literal check runs first: a sentence
+with a number or a name that the passage never mentions is unsupported whatever the model says.
+
+The threshold comes from `eval/support_pairs.jsonl` (supported and unsupported pairs written from the
+seed articles: paraphrases, wrong numbers, swapped figures, the other source's figure, negations, extra
+claims) by `bench/calibrate_judge.py`, which prints the accuracy at each threshold.
 """
 
 from __future__ import annotations
@@ -94,6 +95,17 @@ class SupportJudge:
             return 0.0
         self.calls += 1
         return self.llm.yes_probability(judge_messages(sentence, passage))
+
+    def answers(self, question: str, passage: str) -> float:
+        """Probability that the passage answers the question (used to pick among conflicting passages)."""
+        self.calls += 1
+        msgs: list[Message] = [
+            {"role": "system", "content": "Reply Yes if the passage answers the question, otherwise No. "
+                                          "Reply with one word."},
+            {"role": "user", "content": f"Passage: {clean_claim(passage)}\nQuestion: {question}\n"
+                                        "Does the passage answer the question?"},
+        ]
+        return self.llm.yes_probability(msgs)
 
     def is_supported(self, sentence: str, passage: str) -> bool:
         return self.supports(sentence, passage) >= self.threshold
