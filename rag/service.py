@@ -155,6 +155,7 @@ class Service:
         # a follow-up that leans on earlier turns is made standalone before retrieval (rag/conversation.py)
         rewritten = standalone_question(question, history, llm=getattr(self.answerer, "llm", None))
         question = rewritten or question
+        t_search = time.perf_counter()  # a model's rewrite is timed apart from retrieval
         hits = self.search(question, k)
         t1 = time.perf_counter()
         stream = getattr(self.answerer, "stream", None)
@@ -175,7 +176,8 @@ class Service:
         ans.question, ans.rewritten_question = asked, rewritten
         t2 = time.perf_counter()
         ans.timings = {
-            "retrieve_ms": round((t1 - t0) * 1000),
+            "retrieve_ms": round((t1 - t_search) * 1000),
+            **({"rewrite_ms": round((t_search - t0) * 1000)} if rewritten else {}),
             "generate_ms": round((t2 - t1) * 1000),
             "total_ms": round((t2 - t0) * 1000),
             **{k: v for k, v in ans.timings.items() if k not in ("retrieve_ms", "generate_ms", "total_ms")},
