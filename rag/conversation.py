@@ -4,12 +4,13 @@
 `standalone_question` returns a rewrite that carries its own context, or None when the question already
 stands alone (most questions: only those that lean on the conversation are touched).
 
-- Heuristic (always available): a pronoun is replaced by the subject of the previous question ("Who is
-  the commander of U.S. Forces Korea?" gives "the commander of U.S. Forces Korea"); when no subject can be
-  found, or the follow-up is elliptical ("And the wounded?"), the previous question is put in front of it,
-  which is what retrieval needs even if it reads less smoothly.
-- With a language model (the generative answerer's, when there is one): the model rewrites; a reply that
-  is not one plausible question falls back to the heuristic.
+1. A rule: a pronoun is replaced by the subject of the previous question ("Who is the commander of U.S.
+   Forces Korea?" gives "the commander of U.S. Forces Korea"), when that subject is clear.
+2. Otherwise, with a language model (the generative answerer's, when there is one), the model rewrites;
+   a reply that is not one plausible question is ignored. Measured on a busy 2-core machine: 10-23 s a
+   rewrite with the bundled 1.5B model, which is why the rule goes first.
+3. Otherwise the previous question is put in front of the follow-up ("And the wounded?"), which is what
+   retrieval needs even if it reads less smoothly.
 """
 
 from __future__ import annotations
@@ -89,17 +90,20 @@ def _substitute(question: str, referent: str, pronouns: set[str]) -> str | None:
     return None
 
 
+def substitute_referent(question: str, history: Sequence[Turn]) -> str | None:
+    """The follow-up with its pronoun replaced by the previous question's subject, when the rule is sure."""
+    referent, pronouns = _referent(_previous_question(history))
+    if not referent or ELLIPTICAL.search(question):
+        return None
+    return _substitute(question, referent, pronouns)
+
+
 def heuristic_rewrite(question: str, history: Sequence[Turn]) -> str | None:
     """A standalone form of a follow-up by rule, or None when the question stands alone."""
     previous = _previous_question(history)
     if not previous or not needs_context(question):
         return None
-    referent, pronouns = _referent(previous)
-    if referent and not ELLIPTICAL.search(question):
-        swapped = _substitute(question, referent, pronouns)
-        if swapped:
-            return swapped
-    return f"{previous.rstrip()[:300]} {question.strip()}"
+    return substitute_referent(question, history) or f"{previous.rstrip()[:300]} {question.strip()}"
 
 
 REWRITE_PROMPT = (
@@ -129,9 +133,16 @@ def _llm_rewrite(question: str, history: Sequence[Turn], llm: _Streams) -> str |
 
 
 def standalone_question(question: str, history: Sequence[Turn] | None, *, llm: Any = None) -> str | None:
-    """The follow-up rewritten to stand alone, or None when it needs no rewriting (or there is no history)."""
+    """The follow-up rewritten to stand alone, or None when it needs no rewriting (or there is no history).
+
+    The rule's substitution comes first: it is instant, and a model call would also evict the answerer's
+    cached prompt. The model (when given) handles what the rule cannot resolve; the last resort puts the
+    previous question in front."""
     if not history or not _previous_question(history) or not needs_context(question):
         return None
+    swapped = substitute_referent(question, history)
+    if swapped:
+        return swapped
     if llm is not None and hasattr(llm, "stream"):
         try:
             rewritten = _llm_rewrite(question, history, llm)

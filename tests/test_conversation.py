@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from rag.conversation import standalone_question
 
 COMMANDER = [
@@ -52,17 +56,24 @@ def test_malformed_history_entries_are_ignored():
     assert standalone_question("What did he say?", history) == "What did the commander of U.S. Forces Korea say?"
 
 
-def test_a_language_model_rewrites_when_there_is_one():
+def test_a_language_model_rewrites_what_the_rule_cannot_resolve():
+    model = ScriptedModel("How many of the North Korean troops sent to Russia were killed?")
+    got = standalone_question("How many of them were killed?", TROOPS, llm=model)
+    assert got == "How many of the North Korean troops sent to Russia were killed?"
+    assert "How many troops has North Korea sent to Russia?" in model.calls[0][-1]["content"]
+
+
+def test_the_model_is_not_called_when_the_rule_is_sure():
     model = ScriptedModel("What did Xavier Brunson say Russia is sharing?")
     got = standalone_question("What did he say Russia is sharing?", COMMANDER, llm=model)
-    assert got == "What did Xavier Brunson say Russia is sharing?"
-    assert "Who is the commander of U.S. Forces Korea?" in model.calls[0][-1]["content"]
+    assert got == "What did the commander of U.S. Forces Korea say Russia is sharing?" and model.calls == []
 
 
 def test_an_implausible_model_reply_falls_back_to_the_rule():
     model = ScriptedModel("Sure! Here is the rewritten question")
-    got = standalone_question("What did he say Russia is sharing?", COMMANDER, llm=model)
-    assert got == "What did the commander of U.S. Forces Korea say Russia is sharing?"
+    got = standalone_question("How many of them were killed?", TROOPS, llm=model)
+    assert got == "How many troops has North Korea sent to Russia? How many of them were killed?"
+    assert len(model.calls) == 1
 
 
 def test_follow_up_retrieves_with_the_rewrite(seed_service):
@@ -72,3 +83,20 @@ def test_follow_up_retrieves_with_the_rewrite(seed_service):
     assert not ans.abstained, ans.answer
     assert any("space, nuclear" in c.quote for c in ans.citations), ans.answer
     assert ans.to_json()["rewritten_question"] == ans.rewritten_question
+
+
+@pytest.fixture(scope="module")
+def bundled_model():
+    pytest.importorskip("llama_cpp", reason="the llm extra is not installed")
+    from rag.config import Settings
+    from rag.llm import load_chat_model
+
+    return load_chat_model(Settings.from_env(env={}))
+
+
+@pytest.mark.integration
+def test_the_bundled_model_resolves_a_plural_follow_up(bundled_model):
+    history = [*TROOPS, {"role": "assistant", "content": "15,000 North Korean soldiers were reportedly sent [1]."}]
+    got = standalone_question("How many of them were killed?", history, llm=bundled_model)
+    assert got and got.endswith("?") and "killed" in got, got
+    assert re.search(r"troops|soldiers", got, re.I) and not re.search(r"\bthem\b", got), got
