@@ -12,6 +12,8 @@ from rag.config import Settings, repo_root, set_offline_env
 
 set_offline_env()
 
+from chroma_fixtures import backend, chroma_server, own_chroma_server  # noqa: E402,F401 (both Chroma backends)
+
 from rag.embedding import HashEmbedding, load_embedder  # noqa: E402
 from rag.service import Service  # noqa: E402
 
