@@ -77,21 +77,24 @@ def _service(args: argparse.Namespace) -> Any:
     return Service(Settings.from_env(**overrides))
 
 
-def _read_questions() -> Iterator[tuple[str, list[dict[str, str]] | None]]:
+def _read_questions() -> Iterator[tuple[int, str, Any, str]]:
+    """(line number, question, history, error) per non-blank stdin line; a bad line carries its error."""
     for lineno, line in enumerate(sys.stdin, 1):
         line = line.strip()
         if not line:
             continue
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                raise UsageError(f"stdin line {lineno}: not valid JSON") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
-                raise UsageError(f"stdin line {lineno}: a JSON line needs a \"question\" string")
-            yield rec["question"], rec.get("history")
-        else:
-            yield line, None
+        if not line.startswith("{"):
+            yield lineno, line, None, ""
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            yield lineno, line, None, 'not valid JSON; give a question or {"question": "..."}'
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
+            yield lineno, line, None, 'a JSON line needs a "question" string'
+            continue
+        yield lineno, rec["question"], rec.get("history"), ""
 
 
 def _print_answer(ans: Any) -> None:
@@ -110,11 +113,14 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         print(json.dumps(ans.to_json(), ensure_ascii=False)) if args.json else _print_answer(ans)
         return 0
     status = 0
-    for question, history in _read_questions():
+    for lineno, question, history, error in _read_questions():
         try:
+            if error:
+                raise UsageError(error)
             out = svc.ask(question, history=history, k=args.k).to_json()
-        except UsageError as e:  # one bad line gets an error record; the batch goes on
-            out = {"question": question, "error": str(e)}
+        except UsageError as e:  # one bad line gets an error record (and a line on stderr); the batch goes on
+            out = {"question": question, "error": str(e), "line": lineno}
+            print(f"rag: line {lineno}: {e}", file=sys.stderr, flush=True)
             status = 2
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return status
@@ -122,7 +128,13 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     svc = _service(args)
-    queries = [q for q, _ in _read_questions()] if args.query == "-" else [args.query]
+    queries = [args.query]
+    if args.query == "-":
+        lines = list(_read_questions())
+        for lineno, _, _, error in lines:
+            if error:
+                raise UsageError(f"line {lineno}: {error}")
+        queries = [q for _, q, _, _ in lines]
     for q in queries:
         hits = svc.search(q, args.k)
         if args.json:

@@ -228,14 +228,19 @@ def ingest_documents(
     return summary
 
 
-def _readable(paths: list[Path], corpus: Path, summary: IngestSummary) -> Iterable[Document]:
+def _readable(paths: list[Path], corpus: Path, summary: IngestSummary,
+              named: dict[Path, Document] | None = None) -> Iterable[Document]:
     for path in paths:
         try:
-            yield read_file(path, corpus)
+            yield (named or {}).get(path) or read_file(path, corpus)
         except RagError as e:
             summary.skipped.append(Skipped(source_name(path, corpus), str(e)))
         except OSError as e:
             summary.skipped.append(Skipped(source_name(path, corpus), f"{path}: {e.strerror}"))
+        except Exception as e:  # a parser choking on a malformed file must not stop the rest of the folder
+            why = " ".join(str(e).split())[:200]
+            summary.skipped.append(Skipped(source_name(path, corpus),
+                                           f"{path}: could not be read ({type(e).__name__}: {why})"))
 
 
 def ingest_paths(
@@ -246,6 +251,8 @@ def ingest_paths(
     corpus = settings.corpus
     roots = paths or [corpus]
     files = list(walk(roots, corpus))
+    # A file named on the command line that cannot be read is a usage error (exit 2), not a skip.
+    named = {root: read_file(root, corpus) for root in roots if root.is_file()}
     prefixes = []
     for root in roots:
         if root.is_dir():
@@ -259,7 +266,7 @@ def ingest_paths(
         )
 
     summary = IngestSummary()
-    return ingest_documents(store, embedder, settings, _readable(files, corpus, summary),
+    return ingest_documents(store, embedder, settings, _readable(files, corpus, summary, named),
                             prune=prune if prefixes else None, progress=progress, total=len(files),
                             summary=summary)
 

@@ -41,6 +41,14 @@ def clean_question(question: str) -> str:
     return q
 
 
+def check_history(history: object) -> None:
+    """Earlier turns must be a list of objects; turns with other roles or no text are passed over later."""
+    if history is None:
+        return
+    if not isinstance(history, list) or not all(isinstance(t, dict) for t in history):
+        raise UsageError('the history must be a list of {"role": "user" or "assistant", "content": "..."} turns')
+
+
 class Service:
     def __init__(
         self,
@@ -130,6 +138,10 @@ class Service:
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         query = clean_question(query)
         k = self.settings.top_k if k is None else k
+        if isinstance(k, float) and k.is_integer():  # a UI slider may hand over 5.0
+            k = int(k)
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise UsageError(f"--k {k!r} is not a whole number; use 1 to 100")
         if k < 1 or k > 100:
             raise UsageError(f"--k {k} is out of range; use 1 to 100")
         if self.store.chunk_count() == 0:
@@ -152,6 +164,7 @@ class Service:
         then ("answer", Answer). Answerers without a `stream` method produce the whole answer at once."""
         t0 = time.perf_counter()
         asked = question = clean_question(question)
+        check_history(history)
         # a follow-up that leans on earlier turns is made standalone before retrieval (rag/conversation.py)
         rewritten = standalone_question(question, history, llm=getattr(self.answerer, "llm", None))
         question = rewritten or question

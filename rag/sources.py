@@ -15,6 +15,7 @@ import gzip
 import json
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -68,6 +69,10 @@ def read_file(path: Path, corpus: Path) -> Document:
     if suffix not in SUPPORTED_SUFFIXES:
         raise UsageError(f"{path}: unsupported file type {suffix or '(none)'}; "
                          f"use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    if path.is_symlink() and _inside(path.parent, corpus) and not _inside(path, corpus):
+        # a link in the corpus must not pull in files from elsewhere on the machine
+        raise UsageError(f"{path}: links to {path.resolve()}, outside the corpus; not followed "
+                         "(copy the file into the corpus instead)")
     size = path.stat().st_size
     limit = MAX_PDF_BYTES if suffix in PDF_SUFFIXES else MAX_FILE_BYTES
     if size > limit:
@@ -94,7 +99,13 @@ def read_file(path: Path, corpus: Path) -> Document:
     )
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def _decode(path: Path, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UsageError(f"{path}: UTF-16 text; re-save it as UTF-8")
     if b"\0" in data:
         raise UsageError(f"{path}: looks binary (NUL bytes); only text files are read")
     try:
@@ -169,16 +180,19 @@ def _clean_extracted(text: str) -> str:
 def _pdf_text(path: Path) -> tuple[str, tuple[int, ...], str]:
     """The PDF's text page by page, where each page starts in it, and its title (from its metadata)."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed-but-readable files warn per object
     try:
         reader = PdfReader(path)
-        if reader.is_encrypted:
-            raise UsageError(f"{path}: the PDF is encrypted; save an unencrypted copy")
+        # Many filings are encrypted with an empty user password (only editing is restricted): readable.
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UsageError(f"{path}: the PDF needs a password; save an unencrypted copy")
         page_texts = [_clean_extracted(page.extract_text() or "") for page in reader.pages]
         title = str((reader.metadata or {}).get("/Title") or "").strip()
-    except PdfReadError as e:
+        if len(title.split()) < 2:  # filings often carry an accession number or a file name there
+            title = ""
+    except (PdfReadError, DependencyError) as e:
         raise UsageError(f"{path}: not a readable PDF ({e})") from None
     parts: list[str] = []
     starts: list[int] = []
@@ -226,28 +240,41 @@ def read_jsonl(path: Path, skipped: list[Skipped] | None = None) -> Iterator[Doc
     (real corpora have some: 39 of RealTimeQA's 3,789 articles are empty)."""
     if not path.exists():
         raise UsageError(f"{path}: no such file; give a .jsonl or .jsonl.gz file")
+    for lineno, line in _jsonl_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise UsageError(f"{path}:{lineno}: not valid JSON; fix or remove that line") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("_id"), str | int):
+            raise UsageError(f"{path}:{lineno}: a record needs an \"_id\"; fix or remove that line")
+        text = rec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            reason = f"{path}:{lineno}: record {rec['_id']} has no \"text\""
+            if skipped is None:
+                raise UsageError(reason)
+            skipped.append(Skipped(str(rec["_id"]), reason))
+            continue
+        yield Document(
+            source=str(rec["_id"]),
+            text=text,
+            title=str(rec.get("title") or ""),
+            url=str(rec.get("url") or ""),
+            publish_date=str(rec.get("publish_date") or ""),
+        )
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a plain or gzipped file; a line that is not UTF-8 or a broken gzip is a UsageError."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                raise UsageError(f"{path}:{lineno}: not valid JSON; fix or remove that line") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("_id"), str | int):
-                raise UsageError(f"{path}:{lineno}: a record needs an \"_id\"; fix or remove that line")
-            text = rec.get("text")
-            if not isinstance(text, str) or not text.strip():
-                reason = f"{path}:{lineno}: record {rec['_id']} has no \"text\""
-                if skipped is None:
-                    raise UsageError(reason)
-                skipped.append(Skipped(str(rec["_id"]), reason))
-                continue
-            yield Document(
-                source=str(rec["_id"]),
-                text=text,
-                title=str(rec.get("title") or ""),
-                url=str(rec.get("url") or ""),
-                publish_date=str(rec.get("publish_date") or ""),
-            )
+    try:
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UsageError(f"{path}:{lineno}: not UTF-8 (byte {e.start} of the line); "
+                                     "re-save the file as UTF-8") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UsageError(f"{path}: not a readable gzip file ({e}); give plain .jsonl or a whole .jsonl.gz") from None

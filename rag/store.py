@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag.config import Settings
-from rag.errors import BackendUnavailable, IndexMismatch, UsageError
+from rag.errors import BackendUnavailable, IndexMismatch, RagError, UsageError
 from rag.types import Chunk, Document, Hit
 
 DOC_VECTOR = [1.0]
@@ -98,10 +98,14 @@ def _client(settings: Settings) -> Any:
         )
     try:
         settings.index.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.index), settings=chroma_settings)
-    except PermissionError:
-        raise UsageError(f"cannot write the index folder {settings.index}; "
+    except OSError as e:  # read-only, not a folder, no permission
+        raise UsageError(f"cannot write the index folder {settings.index} ({e.strerror}); "
                          "choose another with --index or RAG_INDEX") from None
+    try:
+        return chromadb.PersistentClient(path=str(settings.index), settings=chroma_settings)
+    except Exception as e:  # chromadb raises InternalError for a folder that holds something else
+        raise RagError(f"cannot open the index at {settings.index} ({' '.join(str(e).split())}); move that "
+                       "folder away or choose another with --index, then run `rag ingest`") from None
 
 
 def _page_starts(doc: Document, chunk: Chunk) -> str:
