@@ -56,6 +56,8 @@ class Settings:
     llm_model: str = "local"
     llm_api_key: str = ""
     top_k: int = 5
+    # Only documents published on or before this date (YYYY-MM-DD) are retrieved; "" means no limit.
+    as_of: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -72,6 +74,7 @@ class Settings:
             "RAG_LLM_URL": ("llm_url", str),
             "RAG_LLM_MODEL": ("llm_model", str),
             "RAG_LLM_API_KEY": ("llm_api_key", str),
+            "RAG_AS_OF": ("as_of", str),
         }
         values: dict[str, object] = {}
         for var, (name, conv) in mapping.items():

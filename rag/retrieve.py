@@ -1,19 +1,135 @@
-"""Retrieval: a question in, the best chunks out (dense search over the Chroma index)."""
+"""Retrieval: a question in, the best chunks out.
+
+Hybrid by default: BM25 (rag/bm25.py, bm25s) and dense search (Chroma) each rank their best candidates,
+and reciprocal rank fusion merges the two lists. Why: on RealTimeQA news questions BM25 finds rare names
+and numbers that MiniLM blurs, and MiniLM finds paraphrases BM25 misses; the measured table is in the
+README (Results, Retrieval). `as_of` keeps only documents published on or before a date (undated ones
+stay), since a news question is asked at a point in time.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.bm25 import BM25Index, normalise_date
 from rag.embedding import _NumpyEmbedding
 from rag.store import Store
 from rag.types import Hit
 
+MODES = ("hybrid", "dense", "bm25")
+# Each side contributes this many candidates to the fusion; deeper lists gained nothing measurable.
+CANDIDATES = 50
+# The usual RRF constant: a rank-1 hit from one side outweighs a rank-5 hit from both only slightly.
+RRF_K = 60
+
+
+def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None,
+        k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: each id scores sum(weight / (k + rank)) over the lists it appears in."""
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[str, float] = {}
+    for ranking, w in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def bm25_folder(index: Path, collection: str) -> Path:
+    """Where the BM25 side of an index lives: inside the local index folder, even with a Chroma server."""
+    return index / f"bm25-{collection}"
+
 
 class Retriever:
-    """Dense retrieval: the question's embedding against the chunk vectors."""
+    """Hybrid (BM25 + dense, fused by RRF), dense-only or BM25-only search over the store's chunks."""
 
-    def __init__(self, store: Store, embedder: _NumpyEmbedding) -> None:
+    def __init__(self, store: Store, embedder: _NumpyEmbedding, *, mode: str = "hybrid",
+                 bm25: BM25Index | None = None, candidates: int = CANDIDATES,
+                 bm25_weight: float = 1.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         self.store = store
         self.embedder = embedder
+        self.mode = mode
+        self.candidates = candidates
+        self.bm25_weight = bm25_weight
+        self._bm25 = bm25
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        vector = self.embedder.embed_array([query], is_query=True)[0].tolist()
-        return self.store.query(vector, k)
+    @property
+    def bm25(self) -> BM25Index:
+        if self._bm25 is None:
+            s = self.store.settings
+            self._bm25 = BM25Index(bm25_folder(s.index, s.collection), self.store.chunks)
+        self._bm25.chunks = self.store.chunks  # `ingest --rebuild` replaces the collection object
+        return self._bm25
+
+    def refresh(self) -> None:
+        """Bring the BM25 side in step after this process wrote to the store (ingest calls it)."""
+        if self._bm25 is not None:
+            self.bm25.sync(force=True)
+
+    def search(self, query: str, k: int = 5, *, as_of: str | None = None) -> list[Hit]:
+        """The k best chunks for the query, best first."""
+        date = normalise_date(as_of) if as_of else ""
+        n = max(self.candidates, k)
+        dense: list[Hit] = []
+        if self.mode in ("hybrid", "dense"):
+            # Misspelled words split into odd word pieces; the hybrid mode embeds the spell-corrected
+            # question (words the BM25 vocabulary lacks, one edit from a word it has).
+            text = self.bm25.spell(query) if self.mode == "hybrid" else query
+            vector = self.embedder.embed_array([text], is_query=True)[0].tolist()
+            # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them.
+            dense = self.store.query(vector, n * 4 if date else n)
+            if date:
+                dense = [h for h in dense if _published_by(h.publish_date, date)]
+            dense = dense[:n]
+            if self.mode == "dense":
+                return dense[:k]
+        bm25 = self.bm25
+        bm25.sync()
+        mask = bm25.date_mask(date) if date else None
+        keyword = bm25.top(query, n, mask)
+        if self.mode == "bm25":
+            return _with_scores(self.store, keyword[:k], {})
+        fused = rrf([[h.chunk_id for h in dense], [cid for cid, _ in keyword]], [1.0, self.bm25_weight])
+        return _with_scores(self.store, fused[:k], {h.chunk_id: h for h in dense})
+
+
+def _published_by(publish_date: str, date: str) -> bool:
+    d = normalise_date(publish_date or "")
+    return not d or d <= date
+
+
+def _with_scores(store: Store, ranked: list[tuple[str, float]], known: dict[str, Hit]) -> list[Hit]:
+    """Hits for ranked chunk ids, carrying the ranking's score; ids not yet seen are read from Chroma."""
+    missing = [cid for cid, _ in ranked if cid not in known]
+    if missing:
+        known = {**known, **_fetch(store, missing)}
+    out = []
+    for cid, score in ranked:
+        h = known.get(cid)
+        if h is not None:  # a chunk deleted since BM25 last synced is simply skipped
+            out.append(replace(h, score=float(score)))
+    return out
+
+
+def _fetch(store: Store, ids: list[str]) -> dict[str, Hit]:
+    """Chunks by id, as Hits (score 0), through the same llama-index node format the store writes."""
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    got = store.chunks.get(ids=ids, include=["documents", "metadatas"])
+    out = {}
+    for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+        node: Any = metadata_dict_to_node(meta, text=text)
+        m = node.metadata
+        out[cid] = Hit(
+            doc_id=m["doc_id"], chunk_id=cid, score=0.0,
+            start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
+            source=m["source"], text=text, title=m.get("title", ""),
+            publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
+            page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
+        )
+    return out

@@ -1,0 +1,238 @@
+"""The keyword side of retrieval: BM25 (bm25s) over the same chunks as the Chroma index.
+
+Chroma is the source of truth; this index is derived data. It lives in the local index folder,
+`<RAG_INDEX>/bm25-<collection>/` (also when the vectors are on a Chroma server), as `state.npz`: every
+chunk's id, document id, publish date and word tokens, with a fingerprint of the chunk ids it was built
+from. On load, and whenever the chunk count in Chroma changes or ingest says it wrote something, the index
+compares that fingerprint with Chroma's chunk ids: it tokenizes only the chunks Chroma gained, drops the
+ones Chroma lost, re-indexes (bm25s indexes tokens in about a second per 10,000 chunks) and saves. So an
+incremental ingest (add, replace, delete), another process writing to the same Chroma, or a deleted or
+stale file all end in the same state, and no ingest code has to know about BM25.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Words of two or more letters or digits, lower-cased; English stop words carry no evidence.
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+FETCH_BATCH = 2000
+# Another process may replace a document without changing the chunk count; the full id comparison
+# (a few hundred ms at 30,000 chunks) runs at most this often to notice.
+FULL_CHECK_SECONDS = 60.0
+
+
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+_STOP = _stopwords()
+
+
+def tokenize(text: str) -> list[str]:
+    """The words BM25 matches on: lower case, stop words removed, a plural "s" folded away."""
+    out = []
+    for w in _TOKEN.findall(text.lower()):
+        if w in _STOP:
+            continue
+        # "missiles" matches "missile", "Russia's" matches "Russia"; words ending in "ss" or short words
+        # keep theirs ("gas", "press").
+        if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.append(w)
+    return out
+
+
+def fingerprint(ids: list[str]) -> str:
+    """Count and hash of a set of chunk ids: equal fingerprints, equal chunk sets."""
+    h = hashlib.sha256()
+    for i in sorted(ids):
+        h.update(i.encode())
+        h.update(b"\0")
+    return f"{len(ids)}:{h.hexdigest()[:24]}"
+
+
+class BM25Index:
+    """BM25 scores for every chunk of a Chroma collection, kept in step with it."""
+
+    def __init__(self, folder: Path | None, chunks: Any) -> None:
+        """`chunks` is the Chroma chunk collection; `folder` (None: in memory only) holds the state."""
+        self.folder = folder
+        self.chunks = chunks
+        self.ids: list[str] = []
+        self.doc_ids: list[str] = []
+        self.dates: np.ndarray = np.array([], dtype="<U10")
+        self.tokens: list[list[str]] = []
+        self.print = ""
+        self._bm25: Any = None
+        self._seen_count = -1
+        self._checked = 0.0
+        self._load()
+        self.sync()
+
+    # --- persistence ------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return None if self.folder is None else self.folder / "state.npz"
+
+    def _load(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            z = np.load(self.path, allow_pickle=False)
+            flat, offsets = [str(t) for t in z["flat"]], z["offsets"]
+            self.ids = [str(i) for i in z["ids"]]
+            self.doc_ids = [str(i) for i in z["doc_ids"]]
+            self.dates = z["dates"]
+            self.tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+            self.print = str(z["fingerprint"])
+        except (OSError, KeyError, ValueError):  # a damaged file is only a cache: rebuild from Chroma
+            self.ids, self.doc_ids, self.tokens, self.print = [], [], [], ""
+            self.dates = np.array([], dtype="<U10")
+        self._index()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(t) for t in self.tokens])
+        flat = np.array([w for t in self.tokens for w in t], dtype=str)
+        tmp = self.path.with_name("state.tmp.npz")  # written whole, then renamed: never half a file
+        np.savez(tmp, ids=np.array(self.ids, dtype=str), doc_ids=np.array(self.doc_ids, dtype=str),
+                 dates=self.dates, flat=flat, offsets=offsets, fingerprint=np.array(self.print))
+        tmp.replace(self.path)
+
+    # --- keeping in step with Chroma ----------------------------------------------------------------
+    def sync(self, *, force: bool = False) -> bool:
+        """Bring the index in line with Chroma's chunks; True when something changed.
+
+        Cheap when nothing happened: the chunk count is compared on every call, the full id list when
+        the count differs, on first use, once a minute, or with `force` (ingest calls that after writing)."""
+        count = int(self.chunks.count())
+        recent = time.monotonic() - self._checked < FULL_CHECK_SECONDS
+        if not force and recent and self._seen_count == count and count == len(self.ids):
+            return False
+        ids = self._chroma_ids()
+        self._seen_count = count
+        self._checked = time.monotonic()
+        fp = fingerprint(ids)
+        if fp == self.print and len(ids) == len(self.ids):
+            return False
+        keep = set(ids)
+        rows = [i for i, cid in enumerate(self.ids) if cid in keep]
+        have = {self.ids[i] for i in rows}
+        self.ids = [self.ids[i] for i in rows]
+        self.doc_ids = [self.doc_ids[i] for i in rows]
+        self.tokens = [self.tokens[i] for i in rows]
+        dates = [str(self.dates[i]) for i in rows]
+        new = [cid for cid in ids if cid not in have]
+        for start in range(0, len(new), FETCH_BATCH):
+            got = self.chunks.get(ids=new[start : start + FETCH_BATCH], include=["documents", "metadatas"])
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                meta = meta or {}
+                self.ids.append(cid)
+                self.doc_ids.append(str(meta.get("doc_id", "")))
+                dates.append(normalise_date(str(meta.get("publish_date") or "")))
+                self.tokens.append(tokenize(text or ""))
+        self.dates = np.array(dates, dtype="<U10")
+        self.print = fp
+        self._index()
+        self._save()
+        return True
+
+    def _chroma_ids(self) -> list[str]:
+        ids: list[str] = []
+        total = int(self.chunks.count())
+        for offset in range(0, total, 10 * FETCH_BATCH):
+            ids.extend(self.chunks.get(include=[], limit=10 * FETCH_BATCH, offset=offset)["ids"])
+        return ids
+
+    def _index(self) -> None:
+        import bm25s
+
+        self._bm25 = None
+        if not self.ids:
+            return
+        bm25 = bm25s.BM25()
+        bm25.index([t or [""] for t in self.tokens], show_progress=False)
+        self._bm25 = bm25
+
+    # --- search -----------------------------------------------------------------------------------
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every chunk (row order of `ids`) for the query; zeros when no word matches."""
+        if self._bm25 is None:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        vocab = self._bm25.vocab_dict
+        words = [w if w in vocab else self.correct(w) for w in tokenize(query)]
+        words = [w for w in words if w]
+        if not words:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
+
+    def top(self, query: str, n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The n best (chunk id, score) pairs with a positive score, among rows where `mask` is true."""
+        s = self.scores(query)
+        if mask is not None:
+            s = np.where(mask, s, 0.0)
+        n = min(n, int((s > 0).sum()))
+        if n == 0:
+            return []
+        best = np.argpartition(-s, n - 1)[:n]
+        best = best[np.argsort(-s[best], kind="stable")]
+        return [(self.ids[i], float(s[i])) for i in best]
+
+    def spell(self, query: str) -> str:
+        """The query with each word the index lacks replaced by its correction (see `correct`)."""
+        if self._bm25 is None:
+            return query
+        vocab = self._bm25.vocab_dict
+
+        def fix(m: re.Match[str]) -> str:
+            folded = tokenize(m.group(0))
+            if not folded or folded[0] in vocab:
+                return m.group(0)
+            return self.correct(folded[0]) or m.group(0)
+
+        return _TOKEN.sub(fix, query)
+
+    def correct(self, word: str) -> str:
+        """A query word the index lacks, mapped to the indexed word one edit away that most chunks hold
+        ("artilery" -> "artillery"); "" when there is none. Short words are left alone: one edit away
+        from a 4-letter word lies another word."""
+        if self._bm25 is None or len(word) < 5 or not word.isalpha():
+            return ""
+        vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
+        found = [w for w in _edits1(word) if w in vocab]
+        if not found:
+            return ""
+        return max(found, key=lambda w: (int(indptr[vocab[w] + 1] - indptr[vocab[w]]), w))
+
+    def date_mask(self, as_of: str) -> np.ndarray:
+        """Rows published on or before `as_of` (YYYY-MM-DD); undated rows are kept."""
+        return (self.dates <= as_of) | (self.dates == "")
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _edits1(word: str) -> set[str]:
+    """Every string one deletion, swap of neighbours, replacement or insertion away from `word`."""
+    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in cuts if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+            | {a + c + b[1:] for a, b in cuts if b for c in _LETTERS}
+            | {a + c + b for a, b in cuts for c in _LETTERS})
+
+
+def normalise_date(value: str) -> str:
+    """YYYY-MM-DD from the date forms the corpora use (2022/06/12, 2022-06-12T10:00:00, ...), else ""."""
+    m = re.match(r"\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", value)
+    return f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}" if m else ""

@@ -1,0 +1,210 @@
+"""Hybrid retrieval: fusion, the BM25 side's persistence across restarts, and incremental updates of both
+sides, on a real embedded Chroma with the deterministic hash embedder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import rag.bm25 as bm25_module
+from rag.bm25 import BM25Index, normalise_date, tokenize
+from rag.errors import UsageError
+from rag.retrieve import Retriever, bm25_folder, rrf
+
+SHELLS = "001_03f627dd5a2244df.txt"
+
+
+# --- fusion ---------------------------------------------------------------------------------------
+def test_rrf_rewards_agreement_over_one_high_rank():
+    fused = dict(rrf([["a", "b", "c"], ["c", "b", "d"]]))
+    # b is 2nd in both lists; a is 1st in one only; c is 3rd and 1st
+    assert fused["b"] > fused["a"]
+    assert fused["c"] > fused["b"]
+    assert set(fused) == {"a", "b", "c", "d"}
+
+
+def test_rrf_weights_tip_the_balance():
+    assert rrf([["a"], ["b"]], [1.0, 2.0])[0][0] == "b"
+    assert rrf([["a"], ["b"]], [2.0, 1.0])[0][0] == "a"
+
+
+def test_rrf_ties_break_by_id_so_results_are_stable():
+    assert [i for i, _ in rrf([["y", "x"], ["x", "y"]])] == ["x", "y"]
+
+
+def test_tokenize_folds_case_plurals_and_stop_words():
+    assert tokenize("The Missiles of RUSSIA's army") == ["missile", "russia", "army"]
+    assert tokenize("gas press") == ["gas", "press"]
+
+
+def test_normalise_date_reads_the_corpora_forms():
+    assert normalise_date("2022/06/12") == "2022-06-12"
+    assert normalise_date("2023-09-26T17:01:22+00:00") == "2023-09-26"
+    assert normalise_date("June") == ""
+
+
+# --- the hybrid retriever over a real Chroma --------------------------------------------------------
+def _records(tmp_path, records):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_hybrid_finds_what_either_side_finds(make_service, corpus_copy, hash_embedder):
+    svc = make_service(corpus_copy, embedder=hash_embedder)
+    svc.ingest()
+    for mode in ("hybrid", "dense", "bm25"):
+        r = Retriever(svc.store, hash_embedder, mode=mode)
+        hits = r.search("artillery shells shipped to Russia by sea", 3)
+        assert hits and hits[0].source == SHELLS, mode
+        # each hit is an exact slice of its document: BM25-only hits are read back from Chroma
+        for h in hits:
+            assert svc.doc_text(h.doc_id)[h.start : h.end] == h.text
+
+
+def test_bm25_only_hit_is_fused_in(make_service, tmp_path, hash_embedder):
+    """A chunk that only BM25 ranks (dense list empty of it) still reaches the fused results."""
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "a", "text": "Zanzibar copra exports fell sharply this year."},
+        {"_id": "b", "text": "Weather was mild across the region."},
+    ]))
+    r = Retriever(svc.store, hash_embedder, candidates=1)
+    # dense contributes its single nearest chunk; the BM25 list brings "a" for the rare word
+    hits = r.search("zanzibar", 2)
+    assert "a" in [h.source for h in hits]
+
+
+def test_bm25_side_persists_across_restarts(make_service, corpus_copy, hash_embedder, monkeypatch, tmp_path):
+    index = tmp_path / "idx"
+    svc = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    svc.ingest()
+    first = [h.chunk_id for h in svc.search("troops sent to Russia", 5)]
+    state = bm25_folder(index, svc.settings.collection) / "state.npz"
+    assert state.exists()
+
+    # A new process: no chunk text is tokenized again; only the query (and its words) are.
+    calls = []
+    real = bm25_module.tokenize
+    monkeypatch.setattr(bm25_module, "tokenize", lambda t: calls.append(t) or real(t))
+    again = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    assert [h.chunk_id for h in again.search("troops sent to Russia", 5)] == first
+    assert calls and all(c in "troops sent to Russia" for c in calls)
+
+
+def test_damaged_or_stale_bm25_file_is_rebuilt_from_chroma(make_service, corpus_copy, hash_embedder, tmp_path):
+    index = tmp_path / "idx"
+    svc = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    svc.ingest()
+    svc.search("shells", 3)
+    state = bm25_folder(index, svc.settings.collection) / "state.npz"
+    state.write_bytes(b"not an npz file")
+    bm = BM25Index(state.parent, svc.store.chunks)
+    assert sorted(bm.ids) == sorted(svc.store.chunks.get(include=[])["ids"])
+    assert bm.top("artillery shells", 1)
+
+
+def _sources(r: Retriever, query: str, k: int = 5) -> list[str]:
+    return [h.source for h in r.search(query, k)]
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense"])
+def test_incremental_ingest_keeps_both_sides_in_step(make_service, corpus_copy, hash_embedder, mode):
+    svc = make_service(corpus_copy, embedder=hash_embedder)
+    svc.ingest()
+    svc._retriever = Retriever(svc.store, hash_embedder, mode=mode)  # the service refreshes it on ingest
+    assert "notes/budget.md" not in _sources(svc.retriever, "budget rose percent")
+
+    note = corpus_copy / "notes" / "budget.md"
+    note.parent.mkdir()
+    note.write_text("# Budget\n\nThe municipal budget rose by four percent.\n", encoding="utf-8")
+    svc.ingest()  # add
+    assert _sources(svc.retriever, "municipal budget rose percent")[0] == "notes/budget.md"
+
+    note.write_text("# Budget\n\nThe harbour dredging contract was signed.\n", encoding="utf-8")
+    svc.ingest()  # replace: the old words are gone, the new ones found
+    hits = svc.retriever.search("harbour dredging contract", 5)
+    assert hits[0].source == "notes/budget.md"
+    text = svc.doc_text(hits[0].doc_id)
+    assert "municipal" not in text and text[hits[0].start : hits[0].end] == hits[0].text
+    assert all("municipal" not in h.text for h in svc.retriever.search("municipal budget", 10))
+
+    note.unlink()
+    svc.ingest()  # delete
+    assert "notes/budget.md" not in _sources(svc.retriever, "harbour dredging contract", 10)
+    if mode == "bm25":
+        assert len(svc.retriever.bm25.ids) == svc.store.chunk_count()
+
+
+def test_another_process_writing_is_noticed(make_service, corpus_copy, hash_embedder, tmp_path):
+    """An app keeps running while `rag ingest` adds a file from another process."""
+    index = tmp_path / "idx"
+    app = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    app.ingest()
+    app.search("shells", 3)
+    (corpus_copy / "harbour.md").write_text("The harbour dredging contract was signed.\n", encoding="utf-8")
+    other = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    other.ingest()
+    r = Retriever(app.store, hash_embedder, mode="bm25", bm25=app.retriever.bm25)
+    assert _sources(r, "harbour dredging")[0] == "harbour.md"
+
+
+def test_rebuild_resets_the_bm25_side(make_service, corpus_copy, hash_embedder):
+    svc = make_service(corpus_copy, embedder=hash_embedder)
+    svc.ingest()
+    before = len(svc.retriever.bm25.ids)
+    svc.ingest(rebuild=True)
+    assert len(svc.retriever.bm25.ids) == svc.store.chunk_count() == before
+    assert svc.search("artillery shells", 1)[0].source == SHELLS
+
+
+# --- dates ----------------------------------------------------------------------------------------
+def test_as_of_keeps_documents_published_by_that_date(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "old", "text": "The mayor opened the new bridge.", "publish_date": "2022/06/01"},
+        {"_id": "new", "text": "The mayor closed the new bridge.", "publish_date": "2022/07/01"},
+        {"_id": "undated", "text": "A bridge over the river.", "publish_date": ""},
+    ]))
+    assert {h.source for h in svc.search("mayor bridge", 5)} == {"old", "new", "undated"}
+    assert {h.source for h in svc.search("mayor bridge", 5, as_of="2022-06-15")} == {"old", "undated"}
+    assert {h.source for h in svc.search("mayor bridge", 5, as_of="2022/07/01")} == {"old", "new", "undated"}
+    for mode in ("dense", "bm25"):
+        r = Retriever(svc.store, hash_embedder, mode=mode)
+        assert "new" not in {h.source for h in r.search("mayor bridge", 5, as_of="2022-06-15")}
+
+
+def test_as_of_setting_applies_and_a_bad_date_is_refused(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder, as_of="2022-06-15")
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "old", "text": "The mayor opened the bridge.", "publish_date": "2022/06/01"},
+        {"_id": "new", "text": "The mayor closed the bridge.", "publish_date": "2022/07/01"},
+    ]))
+    assert [h.source for h in svc.search("mayor bridge", 5)] == ["old"]
+    with pytest.raises(UsageError, match="not a date"):
+        svc.search("mayor bridge", 5, as_of="last week")
+
+
+def test_date_mask_keeps_undated_rows():
+    class Empty:
+        def count(self):
+            return 0
+
+    bm = BM25Index(None, Empty())
+    bm.dates = np.array(["2022-06-01", "", "2022-07-01"], dtype="<U10")
+    assert bm.date_mask("2022-06-15").tolist() == [True, True, False]
+
+
+# --- query robustness -----------------------------------------------------------------------------
+def test_misspelled_words_are_corrected_against_the_index_vocabulary(make_service, corpus_copy, hash_embedder):
+    svc = make_service(corpus_copy, embedder=hash_embedder)
+    svc.ingest()
+    bm = svc.retriever.bm25
+    assert bm.correct("artilery") == "artillery"
+    assert bm.correct("zzzzzzz") == ""
+    assert bm.spell("How many artilery shells") == "How many artillery shells"
+    # BM25 alone finds the seed through the corrected words
+    r = Retriever(svc.store, hash_embedder, mode="bm25")
+    assert r.search("artilery shipmnts", 1)[0].source == SHELLS
