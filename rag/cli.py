@@ -29,6 +29,8 @@ def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, default=argparse.SUPPRESS, help="index folder (RAG_INDEX)")
     p.add_argument("--answerer", choices=["generative", "extractive"], default=argparse.SUPPRESS,
                    help="how answers are written (RAG_ANSWERER)")
+    p.add_argument("--as-of", dest="as_of", default=argparse.SUPPRESS, metavar="DATE",
+                   help="only documents published on or before DATE, e.g. 2022-06-16 (RAG_AS_OF)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _service(args: argparse.Namespace) -> Any:
     from rag.service import Service
 
-    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer")}
+    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of")}
     return Service(Settings.from_env(**overrides))
 
 

@@ -19,6 +19,7 @@ from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
+from rag.bm25 import normalise_date
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store
@@ -124,8 +125,12 @@ class Service:
         self.store.record_build(info)
         self._texts.clear()
         if jsonl is not None:
-            return ingest_jsonl(self.store, self.embedder, self.settings, jsonl, progress=progress)
-        return ingest_paths(self.store, self.embedder, self.settings, paths, progress=progress)
+            summary = ingest_jsonl(self.store, self.embedder, self.settings, jsonl, progress=progress)
+        else:
+            summary = ingest_paths(self.store, self.embedder, self.settings, paths, progress=progress)
+        if self._retriever is not None:  # the BM25 side follows what was just written
+            self._retriever.refresh()
+        return summary
 
     def doc_text(self, doc_id: str) -> str:
         if doc_id not in self._texts:
@@ -135,8 +140,12 @@ class Service:
             self._texts[doc_id] = got[0]
         return self._texts[doc_id]
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | None = None, *, as_of: str | None = None) -> list[Hit]:
+        """The k best chunks; `as_of` (default: the setting) keeps documents published by that date."""
         query = clean_question(query)
+        as_of = as_of or self.settings.as_of
+        if as_of and not normalise_date(as_of):
+            raise UsageError(f"--as-of {as_of!r} is not a date; give one like 2022-06-16")
         k = self.settings.top_k if k is None else k
         if isinstance(k, float) and k.is_integer():  # a UI slider may hand over 5.0
             k = int(k)
@@ -146,7 +155,7 @@ class Service:
             raise UsageError(f"--k {k} is out of range; use 1 to 100")
         if self.store.chunk_count() == 0:
             raise IndexNotFound("the index is empty; run `rag ingest` first")
-        return self.retriever.search(query, k)
+        return self.retriever.search(query, k, as_of=as_of or None)
 
     def ask(self, question: str, history: list[dict[str, str]] | None = None, k: int | None = None) -> Answer:
         """The whole answer: the last event of `ask_stream`."""
