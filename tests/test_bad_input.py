@@ -302,7 +302,7 @@ FILE_CASES = [
              "pdf"),
     FileCase("empty PDF", lambda c, o: (c / "bad.pdf").write_bytes(b""), "pdf"),
     FileCase("PDF with no text", lambda c, o: (c / "bad.pdf").write_bytes(blank_pdf()), "no text"),
-    FileCase("encrypted PDF", lambda c, o: (c / "bad.pdf").write_bytes(blank_pdf("secret")), "encrypted"),
+    FileCase("password-protected PDF", lambda c, o: (c / "bad.pdf").write_bytes(blank_pdf("secret")), "password"),
     FileCase("HTML with only a script", lambda c, o: (c / "bad.html").write_text(
         "<html><head><script>var x = 1;</script></head><body></body></html>", encoding="utf-8"), "no text"),
     FileCase("symlink to a file outside the corpus",
