@@ -159,7 +159,8 @@ def sources_html(turns: Sequence[Turn]) -> str:
         hidden = "" if i == last else " hidden"
         head = f'<div class="group-head">Sources for <q>{esc(t.question)}</q></div>'
         if t.answer is None:
-            body = ('<div class="sources-empty">Searching the documents…</div>' if not t.error
+            body = ('<div class="sources-empty">The passages behind the answer appear here once it is '
+                    'complete.</div>' if not t.error
                     else '<div class="sources-empty">No answer, so no sources.</div>')
         elif t.answer.abstained or not t.sources:
             body = ('<div class="sources-empty refusal">No sources: the documents do not support an '
