@@ -237,6 +237,8 @@ class Service:
             path.with_name(path.name + META_SUFFIX).unlink(missing_ok=True)
         self.store.delete_document(rec["doc_id"])
         self._texts.pop(rec["doc_id"], None)
+        if self._retriever is not None:  # the BM25 side forgets it too
+            self._retriever.refresh()
 
     def show(self, doc_id: str) -> str:
         """A document's stored text, by id or by source (its path relative to the corpus)."""

@@ -178,3 +178,8 @@ def test_upload_shows_markup_as_text_and_delete_removes_it(page, corpus_dir, tmp
     page.wait_for_function("document.querySelector('#doc-status').innerText.includes('Deleted lab-notes.txt')")
     assert page.locator("table.docs tbody tr").count() == 2
     assert not (corpus_dir / "lab-notes.txt").exists()
+
+    page.get_by_role("tab", name="Chat").click()  # a deleted document is never cited again
+    _ask(page, "When was the Zorblax reactor commissioned?", answers_before=1)
+    assert page.locator(".msg.bot.error").count() == 0
+    assert "lab-notes.txt" not in page.locator(".src-group:not([hidden])").inner_text()
