@@ -48,7 +48,7 @@ class IngestSummary:
 
     def line(self) -> str:
         text = (f"added {self.added}, updated {self.updated}, removed {self.removed}, "
-                f"unchanged {self.unchanged}, chunks {self.chunks}, {self.seconds:.1f} s")
+                f"unchanged {self.unchanged}, chunks embedded {self.chunks}, {self.seconds:.1f} s")
         if self.skipped:
             text += f", skipped {len(self.skipped)}"
         return text
