@@ -46,19 +46,23 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
+SUBSETS = {"realtimeqa-sub": 400, "realtimeqa-mini": 100}  # distractors besides the gold articles
+SUPERSETS = {"realtimeqa-mini": ["realtimeqa-sub", "realtimeqa"], "realtimeqa-sub": ["realtimeqa"]}
+
+
 def documents(corpus: str) -> list[Document]:
     """A corpus by name: realtimeqa (3,789 articles, 39 empty ones skipped), multihop, squad2."""
     if corpus == "realtimeqa":
         return list(read_jsonl(DATA / "realtimeqa" / "corpus.jsonl.gz", skipped=[]))
-    if corpus == "realtimeqa-sub":
-        # The gold articles of the dev questions and 400 others drawn with a fixed seed: small enough to
-        # embed with every candidate model and chunking on this CPU.
+    if corpus in SUBSETS:
+        # The gold articles of the dev questions and others drawn with a fixed seed (mini within sub):
+        # small enough to embed with every candidate model and chunking on this shared CPU.
         import random
 
         docs = documents("realtimeqa")
         gold = {d for q in questions("realtimeqa") for d in q.gold}
         others = [d for d in docs if d.source not in gold]
-        keep = gold | {d.source for d in random.Random(0).sample(others, 400)}
+        keep = gold | {d.source for d in random.Random(0).sample(others, 400)[: SUBSETS[corpus]]}
         return [d for d in docs if d.source in keep]
     if corpus == "multihop":
         return [Document(source=r["_id"], text=r["text"], title=r.get("title", ""), url=r.get("url", ""),
@@ -90,6 +94,7 @@ def questions(dataset: str) -> list[Question]:
 # Which corpora each dataset is searched over. MultiHop gets RealTimeQA articles as distractors (the 518 of
 # realtimeqa-sub: embedding all 3,789 did not fit the time on this shared CPU).
 DATASET_CORPORA = {"realtimeqa": ["realtimeqa"], "realtimeqa-sub": ["realtimeqa-sub"],
+                   "realtimeqa-mini": ["realtimeqa-mini"],
                    "multihop": ["multihop", "realtimeqa-sub"], "squad2": ["squad2"]}
 
 
@@ -111,6 +116,13 @@ class Embedded:
                         self.texts + other.texts, self.dates + other.dates, self.seconds + other.seconds)
 
 
+def _subset(e: Embedded, keep: set[str]) -> Embedded:
+    rows = [i for i, s in enumerate(e.sources) if s in keep]
+    return Embedded([e.sources[i] for i in rows], e.starts[rows], e.ends[rows], e.vectors[rows],
+                    [e.texts[i] for i in rows], [e.dates[i] for i in rows],
+                    e.seconds * len(rows) / max(len(e.sources), 1))
+
+
 def cache_path(model: str, chunking: ChunkingSettings, corpus: str) -> Path:
     return CACHE / f"{model}-{chunking.chunk_size}-{chunking.chunk_overlap}-{corpus}.npz"
 
@@ -119,6 +131,9 @@ def embedded(model: str, chunking: ChunkingSettings, corpus: str, *, embedder=No
     """The corpus's chunks and vectors, from the cache or computed (and cached) now."""
     docs = {d.source: d for d in documents(corpus)}
     path = cache_path(model, chunking, corpus)
+    for bigger in SUPERSETS.get(corpus, []):  # chunks are cut per document: a superset's cache serves
+        if not path.exists() and cache_path(model, chunking, bigger).exists():
+            return _subset(embedded(model, chunking, bigger), set(docs))
     if not path.exists():
         from rag.embedding import load_embedder
 

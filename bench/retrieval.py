@@ -131,6 +131,23 @@ def evaluate(search: Callable[[Question, str], list[str]], qs: list[Question], v
                float(np.percentile(lat, 95)), n)
 
 
+def speed(models: list[str], chunking: ChunkingSettings, n: int = 128, rounds: int = 3) -> None:
+    """Passages per second of each model on the same SQuAD chunks, rounds interleaved so that a busy
+    machine slows every model alike; the best round counts."""
+    from rag.embedding import load_embedder
+
+    texts = embedded(models[0], chunking, "squad2").texts[:n]
+    loaded = {m: load_embedder(m) for m in models}
+    best = dict.fromkeys(models, 0.0)
+    for _ in range(rounds):
+        for m, e in loaded.items():
+            t0 = time.perf_counter()
+            e.embed_array(texts)
+            best[m] = max(best[m], n / (time.perf_counter() - t0))
+    for m in models:
+        print(f"| {m} | {best[m]:.1f} passages/s ({n} SQuAD chunks, best of {rounds}) |", flush=True)
+
+
 def _as_of(q: Question) -> str | None:
     return q.date or None
 
@@ -142,59 +159,74 @@ def main() -> None:
     ap.add_argument("--chunk", default=None, help="SIZE/OVERLAP (default: the configured chunking)")
     ap.add_argument("--datasets", default="realtimeqa,multihop,squad2")
     ap.add_argument("--methods", default="bm25,dense,hybrid",
-                    help="comma list of bm25, dense, hybrid, hybrid-w0.5, hybrid-w2, as-of, lower, typo")
+                    help="comma list of bm25, dense, hybrid, hybrid-wW (BM25 weight W), hybrid-docN (N chunks "
+                    "a document), as-of, lower, typo")
+    ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
-    from rag.bm25 import BM25Index
     from rag.embedding import load_embedder
-    from rag.retrieve import Retriever, bm25_folder
 
     chunking = Settings().chunking
     if args.chunk:
         size, overlap = (int(x) for x in args.chunk.split("/"))
         chunking = ChunkingSettings(size, overlap)
+    if args.speed:
+        return speed(args.speed.split(","), chunking)
     embedder = load_embedder(args.model)
-    methods = args.methods.split(",")
     print(f"model {args.model}, chunking {chunking.chunk_size}/{chunking.chunk_overlap}", flush=True)
     print(HEADER, flush=True)
     for dataset in args.datasets.split(","):
-        store = build_store(args.model, chunking, DATASET_CORPORA[dataset])
-        t0 = time.perf_counter()
-        bm25 = BM25Index(bm25_folder(store.settings.index, store.settings.collection), store.chunks)
-        bm25_s = time.perf_counter() - t0
-        qs = questions(dataset.removesuffix("-sub"))
-        embedder.embed_array([q.text for q in qs[:8]], is_query=True)  # warm up before timing
+        bench_dataset(dataset, args.model, chunking, embedder, args.methods.split(","))
 
-        def run(retriever: Retriever, as_of: bool = False) -> Callable[[Question, str], list[str]]:
-            def search(q: Question, text: str) -> list[str]:
-                hits = retriever.search(text, 10, as_of=_as_of(q) if as_of else None)
-                return [h.source for h in hits]
 
-            return search
+def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder, methods: list[str]) -> None:  # noqa: ANN001
+    """Print one table row per method for one dataset."""
+    from rag.bm25 import BM25Index
+    from rag.retrieve import Retriever, bm25_folder
 
-        def retr(mode: str, w: float = 1.0) -> Retriever:
-            return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w)
+    store = build_store(model, chunking, DATASET_CORPORA[dataset])
+    t0 = time.perf_counter()
+    bm25 = BM25Index(bm25_folder(store.settings.index, store.settings.collection), store.chunks)
+    bm25_s = time.perf_counter() - t0
+    qs = questions(dataset.split("-")[0])
+    embedder.embed_array([q.text for q in qs[:8]], is_query=True)  # warm up before timing
 
-        for m in methods:
-            if m in ("bm25", "dense", "hybrid"):
-                row = evaluate(run(retr(m)), qs, "", m, dataset)
-            elif m.startswith("hybrid-w"):
-                w = float(m.removeprefix("hybrid-w"))
-                row = evaluate(run(retr("hybrid", w)), qs, "", f"hybrid, BM25 weight {w}", dataset)
-            elif m == "as-of":
-                if not any(q.date for q in qs):
-                    continue
-                row = evaluate(run(retr("hybrid"), as_of=True), qs, "", "hybrid, --as-of question date",
-                               dataset)
-            elif m in ("lower", "typo"):
-                variant = "lower case" if m == "lower" else "misspelled"
-                for mode in ("bm25", "dense", "hybrid"):
-                    print(evaluate(run(retr(mode)), qs, variant, mode, dataset).line(), flush=True)
+    def run(retriever: Retriever, as_of: bool = False) -> Callable[[Question, str], list[str]]:
+        def search(q: Question, text: str) -> list[str]:
+            hits = retriever.search(text, 10, as_of=_as_of(q) if as_of else None)
+            return [h.source for h in hits]
+
+        return search
+
+    def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0) -> Retriever:
+        return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc)
+
+    for m in methods:
+        if m in ("bm25", "dense", "hybrid"):
+            row = evaluate(run(retr(m)), qs, "", m, dataset)
+        elif m.startswith("hybrid-w"):
+            w = float(m.removeprefix("hybrid-w"))
+            row = evaluate(run(retr("hybrid", w)), qs, "", f"hybrid, BM25 weight {w}", dataset)
+        elif m.startswith("hybrid-doc"):
+            n = int(m.removeprefix("hybrid-doc"))
+            row = evaluate(run(retr("hybrid", per_doc=n)), qs, "", f"hybrid, at most {n} chunks a document",
+                           dataset)
+        elif m == "as-of":
+            if not any(q.date for q in qs):
                 continue
-            else:
-                raise SystemExit(f"unknown method {m!r}")
-            print(row.line(), flush=True)
-        print(f"<!-- {dataset}: {store.chunk_count()} chunks; BM25 side loaded/synced in {bm25_s:.1f} s -->",
-              flush=True)
+            row = evaluate(run(retr("hybrid"), as_of=True), qs, "", "hybrid, --as-of question date", dataset)
+        elif m in ("lower", "typo"):
+            variant = "lower case" if m == "lower" else "misspelled"
+            for mode in ("bm25", "dense", "hybrid"):
+                print(evaluate(run(retr(mode)), qs, variant, mode, dataset).line(), flush=True)
+            if m == "typo":
+                print(evaluate(run(retr("hybrid", spell=False)), qs, variant, "hybrid without spelling fixes",
+                               dataset).line(), flush=True)
+            continue
+        else:
+            raise SystemExit(f"unknown method {m!r}")
+        print(row.line(), flush=True)
+    print(f"<!-- {dataset}: {store.chunk_count()} chunks; BM25 side loaded/synced in {bm25_s:.1f} s -->",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -166,20 +166,22 @@ class BM25Index:
         self._bm25 = bm25
 
     # --- search -----------------------------------------------------------------------------------
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every chunk (row order of `ids`) for the query; zeros when no word matches."""
+    def scores(self, query: str, *, correct: bool = True) -> np.ndarray:
+        """BM25 score of every chunk (row order of `ids`) for the query; zeros when no word matches.
+        With `correct`, a word the index lacks counts as its spelling correction."""
         if self._bm25 is None:
             return np.zeros(len(self.ids), dtype=np.float32)
         vocab = self._bm25.vocab_dict
-        words = [w if w in vocab else self.correct(w) for w in tokenize(query)]
+        words = [w if w in vocab or not correct else self.correct(w) for w in tokenize(query)]
         words = [w for w in words if w]
         if not words:
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
 
-    def top(self, query: str, n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+    def top(self, query: str, n: int, mask: np.ndarray | None = None,
+            *, correct: bool = True) -> list[tuple[str, float]]:
         """The n best (chunk id, score) pairs with a positive score, among rows where `mask` is true."""
-        s = self.scores(query)
+        s = self.scores(query, correct=correct)
         if mask is not None:
             s = np.where(mask, s, 0.0)
         n = min(n, int((s > 0).sum()))

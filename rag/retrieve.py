@@ -10,8 +10,8 @@ stay), since a news question is asked at a point in time.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class Retriever:
 
     def __init__(self, store: Store, embedder: _NumpyEmbedding, *, mode: str = "hybrid",
                  bm25: BM25Index | None = None, candidates: int = CANDIDATES,
-                 bm25_weight: float = 1.0) -> None:
+                 bm25_weight: float = 1.0, spell: bool = True, per_doc: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         self.store = store
@@ -56,6 +56,8 @@ class Retriever:
         self.mode = mode
         self.candidates = candidates
         self.bm25_weight = bm25_weight
+        self.spell = spell
+        self.per_doc = per_doc  # at most this many chunks of one document in the results; 0: no limit
         self._bm25 = bm25
 
     @property
@@ -79,7 +81,7 @@ class Retriever:
         if self.mode in ("hybrid", "dense"):
             # Misspelled words split into odd word pieces; the hybrid mode embeds the spell-corrected
             # question (words the BM25 vocabulary lacks, one edit from a word it has).
-            text = self.bm25.spell(query) if self.mode == "hybrid" else query
+            text = self.bm25.spell(query) if self.mode == "hybrid" and self.spell else query
             vector = self.embedder.embed_array([text], is_query=True)[0].tolist()
             # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them.
             dense = self.store.query(vector, n * 4 if date else n)
@@ -87,15 +89,29 @@ class Retriever:
                 dense = [h for h in dense if _published_by(h.publish_date, date)]
             dense = dense[:n]
             if self.mode == "dense":
-                return dense[:k]
+                keep = {cid for cid, _ in self._limit([(h.chunk_id, h.score) for h in dense], k)}
+                return [h for h in dense if h.chunk_id in keep]
         bm25 = self.bm25
         bm25.sync()
         mask = bm25.date_mask(date) if date else None
-        keyword = bm25.top(query, n, mask)
+        keyword = bm25.top(query, n, mask, correct=self.spell)
         if self.mode == "bm25":
-            return _with_scores(self.store, keyword[:k], {})
+            return _with_scores(self.store, self._limit(keyword, k), {})
         fused = rrf([[h.chunk_id for h in dense], [cid for cid, _ in keyword]], [1.0, self.bm25_weight])
-        return _with_scores(self.store, fused[:k], {h.chunk_id: h for h in dense})
+        return _with_scores(self.store, self._limit(fused, k), {h.chunk_id: h for h in dense})
+
+    def _limit(self, ranked: list[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+        if not self.per_doc:
+            return ranked[:k]
+        out, seen = [], {}  # type: ignore[var-annotated]
+        for cid, score in ranked:
+            doc = cid.rsplit(":", 1)[0]  # a chunk id is "<doc_id>:<start>-<end>"
+            if seen.get(doc, 0) < self.per_doc:
+                seen[doc] = seen.get(doc, 0) + 1
+                out.append((cid, score))
+                if len(out) == k:
+                    break
+        return out
 
 
 def _published_by(publish_date: str, date: str) -> bool:

@@ -10,6 +10,7 @@ import pytest
 
 import rag.bm25 as bm25_module
 from rag.bm25 import BM25Index, normalise_date, tokenize
+from rag.config import ChunkingSettings
 from rag.errors import UsageError
 from rag.retrieve import Retriever, bm25_folder, rrf
 
@@ -208,3 +209,18 @@ def test_misspelled_words_are_corrected_against_the_index_vocabulary(make_servic
     # BM25 alone finds the seed through the corrected words
     r = Retriever(svc.store, hash_embedder, mode="bm25")
     assert r.search("artilery shipmnts", 1)[0].source == SHELLS
+
+
+def test_per_doc_limit_lets_other_documents_in(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder, chunking=ChunkingSettings(chunk_size=32, chunk_overlap=0))
+    long_text = " ".join(f"Ferry timetable note {i} about the ferry timetable." for i in range(30))
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "long", "text": long_text},
+        {"_id": "short", "text": "The ferry timetable changes in May."},
+    ]))
+    for mode in ("hybrid", "dense", "bm25"):
+        r = Retriever(svc.store, hash_embedder, mode=mode, per_doc=1)
+        hits = r.search("ferry timetable", 2)
+        assert sorted(h.source for h in hits) == ["long", "short"], mode
+        unlimited = Retriever(svc.store, hash_embedder, mode=mode).search("ferry timetable", 2)
+        assert [h.source for h in unlimited].count("long") == 2, mode
