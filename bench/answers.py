@@ -4,7 +4,8 @@
 
 Both answerers run in the same process over the same index, one after the other, so the extractive
 figures are the baseline measured under the same machine load (printed with the figures: on a shared
-2-core machine the load average moves every number). The model is loaded and warmed before timing.
+2-core machine the load average moves every number; the CPU seconds each answer used move less). The
+model is loaded and warmed before timing.
 """
 
 from __future__ import annotations
@@ -65,22 +66,25 @@ def main() -> None:
     rows: dict[str, list[dict]] = {name: [] for name in services}
     for kind, q in questions:
         for name, svc in services.items():
+            cpu = time.process_time()
             ans = svc.ask(q)
             rows[name].append({"type": kind, "q": q, "abstained": ans.abstained, "answer": ans.answer,
-                               **ans.timings})
+                               "cpu_s": time.process_time() - cpu, **ans.timings})
             print(f"{name:10} {ans.timings['first_token_ms']:6d} {ans.timings['total_ms']:6d} ms  "
                   f"[{kind}] {q[:50]!r} -> {ans.answer[:110]!r}", flush=True)
     load1 = os.getloadavg()[0]
     print(f"\n{len(questions)} seed questions; model load {load_s:.1f} s; "
           f"load average {load0:.1f} at start, {load1:.1f} at end (2 cores)\n")
-    print("| answerer | first text p50 | p95 | whole answer p50 | p95 | refused | judge calls / answer |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| answerer | first text p50 | p95 | whole answer p50 | p95 | CPU s / answer p50 | refused | "
+          "judge calls / answer |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rs in rows.items():
         first = [r["first_token_ms"] / 1000 for r in rs]
         total = [r["total_ms"] / 1000 for r in rs]
         calls = statistics.mean(r.get("judge_calls", 0) for r in rs)
         print(f"| {name} | {pct(first, .5):.2f} s | {pct(first, .95):.2f} s | {pct(total, .5):.2f} s | "
-              f"{pct(total, .95):.2f} s | {sum(r['abstained'] for r in rs)}/{len(rs)} | {calls:.1f} |")
+              f"{pct(total, .95):.2f} s | {pct([r['cpu_s'] for r in rs], .5):.2f} | "
+              f"{sum(r['abstained'] for r in rs)}/{len(rs)} | {calls:.1f} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ REFUSAL = re.compile(r"\b(do(es)? not (say|mention|state|contain)|not (mentioned
                      r"no information|cannot answer|corpus does not)\b", re.I)
 _WANTS_NUMBER = re.compile(r"\s*(how (many|much|long|old|far|fast)|what (number|percentage|share))\b", re.I)
 _NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_CLOSED = re.compile(r"\[\d+\][.!?][\"'”’)]*\s*$")
 # Two documents' figures count as a conflict only when both sentences score close to the best one.
 CONFLICT_MARGIN = 0.12
 
@@ -220,6 +221,10 @@ class GenerativeAnswerer:
                     break
                 yield head
                 buffer = rest
+            if _CLOSED.search(buffer) and len(sentence_spans(buffer)) == 1:
+                # "... [2]." closes a sentence: check it now rather than one token later
+                yield buffer.strip()
+                buffer = ""
         timings["model_ms"] = _ms(t0)
         if buffer.strip():
             yield buffer.strip()
