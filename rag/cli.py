@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common], help="run the hand-labeled eval suite")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--dataset", default=None, help="a public set in ../shared/datasets, or all")
+    p.add_argument("--limit", type=int, default=None, help="questions sampled from the public set")
+    p.add_argument("--compare", action="store_true", help="run extractive and generative side by side")
+    p.add_argument("--judge", choices=["auto", "llm", "lexical"], default="auto",
+                   help="citation support judge (auto: the bundled LLM when it loads)")
+    p.add_argument("--reports", type=Path, default=None, help="where reports go (default: reports/)")
     return parser
 
 

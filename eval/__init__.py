@@ -1,0 +1,1 @@
+"""The eval suite: hand-labeled questions about corpus/ that gate CI, and the same metrics on public sets."""

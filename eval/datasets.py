@@ -1,0 +1,242 @@
+"""The public QA sets in ../shared/datasets, read in place (never copied), as documents, questions and a
+scorer each.
+
+- realtimeqa: the 112 dev questions whose gold article is known, over all 3,789 articles (a sample of N:
+  their gold articles and 20 N others); right when the answer contains the gold choice and no other one.
+- multihop_rag_500: 500 questions over the 326 articles (evidence sentences only); right when the answer
+  contains the gold answer; the 71 answered "Insufficient information." must be refused.
+- squad2_500: 500 questions over the paragraphs, 258 unanswerable; SQuAD 2.0 exact match and F1 (an empty
+  answer is right for the unanswerable), and whether the answer contains a gold answer.
+- rgb_en_fact: 100 questions over each one's true snippets, the same snippets falsified, and distractors;
+  scored as true value only, flags the conflict (both values), or repeats the falsified value only.
+
+A sample (`--limit N`) takes the first N questions in an order fixed by a hash of their ids, so it is the
+same sample every run and spread over the whole set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.labels import Label
+from eval.metrics import normalise
+from rag.config import repo_root
+from rag.errors import UsageError
+from rag.sources import read_jsonl
+from rag.types import Document
+
+NAMES = ("realtimeqa", "multihop_rag_500", "squad2_500", "rgb_en_fact")
+REFUSAL_ANSWER = "insufficient information"
+# Articles indexed beside the gold ones in a sample run: enough that retrieval must choose, few enough that
+# a CI sample ingests in seconds.
+RTQA_DISTRACTORS_PER_QUESTION = 20
+
+Scorer = Callable[[Label, dict[str, Any]], tuple[dict[str, float | None], bool]]
+
+
+@dataclass
+class PublicSet:
+    name: str
+    documents: list[Document]
+    items: list[Label]
+    score: Scorer  # (label, answer JSON) -> (scores, passed)
+    note: str = ""
+
+
+def datasets_dir() -> Path:
+    return repo_root().parent / "shared" / "datasets"
+
+
+def _stable_order(ids: Iterable[str]) -> list[str]:
+    return sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+
+
+def _sample(items: list[Label], limit: int | None) -> list[Label]:
+    if limit is None:
+        return items
+    by_id = {it.id: it for it in items}
+    return [by_id[i] for i in _stable_order(by_id)[:limit]]
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _qrels(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        q, d, *_ = line.split("\t")
+        out.setdefault(q, []).append(d)
+    return out
+
+
+# --- matching answers --------------------------------------------------------------------------------
+def contains(answer: str, phrase: str) -> bool:
+    """Whether the normalised answer contains the normalised phrase as whole words."""
+    p = normalise(phrase).strip(" \"'.,;:!?")
+    if not p:
+        return False
+    return re.search(r"(?<!\w)" + re.escape(p) + r"(?!\w)", normalise(answer)) is not None
+
+
+def _squad_tokens(text: str) -> list[str]:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = normalise(text)
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    return re.sub(r"\b(a|an|the)\b", " ", text).split()
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(_squad_tokens(prediction) == _squad_tokens(gold))
+
+
+def f1(prediction: str, gold: str) -> float:
+    p, g = _squad_tokens(prediction), _squad_tokens(gold)
+    if not p or not g:
+        return float(p == g)
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def answer_text(ans: dict[str, Any]) -> str:
+    """The answer as a prediction: empty for a refusal."""
+    return "" if ans.get("abstained") else normalise(ans.get("answer", ""))
+
+
+# --- the sets ----------------------------------------------------------------------------------------
+def realtimeqa(root: Path, limit: int | None) -> PublicSet:
+    qrels = _qrels(root / "qrels_dev.tsv")
+    items = []
+    for q in _jsonl(root / "queries_dev.jsonl"):
+        if q["_id"] in qrels:
+            items.append(Label(id=q["_id"], type="news_quiz", question=q["question"],
+                               gold_docs=tuple(qrels[q["_id"]]),
+                               extra={"choices": q["choices"], "answers": q["answers"],
+                                      "question_date": q.get("question_date", "")}))
+    items = _sample(items, limit)
+    docs = list(read_jsonl(root / "corpus.jsonl.gz", skipped=[]))
+    note = f"all {len(docs)} articles indexed"
+    if limit is not None:
+        gold = {d for it in items for d in it.gold_docs}
+        others = _stable_order(d.source for d in docs if d.source not in gold)
+        others = others[: RTQA_DISTRACTORS_PER_QUESTION * limit]
+        keep = gold | set(others)
+        docs = [d for d in docs if d.source in keep]
+        note = f"{len(docs)} articles indexed: the sample's gold articles and {len(others)} others"
+
+    def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+        text = answer_text(ans)
+        gold = [c for c in label.extra["choices"] if c in label.extra["answers"]]
+        wrong = [c for c in label.extra["choices"] if c not in label.extra["answers"]]
+        right = any(contains(text, c) for c in gold) and not any(contains(text, c) for c in wrong)
+        return {"choice_accuracy": float(right)}, right
+
+    return PublicSet("realtimeqa", docs, items, score, note)
+
+
+def multihop(root: Path, limit: int | None) -> PublicSet:
+    items = []
+    for q in _jsonl(root / "queries.jsonl"):
+        refuse = normalise(q["answer"]).rstrip(".") == REFUSAL_ANSWER
+        items.append(Label(id=f"mhr-{q['_id']}", type="unanswerable" if refuse else q["question_type"],
+                           question=q["question"], gold_docs=tuple(q.get("gold_article_ids") or ()),
+                           extra={"answer": q["answer"]}))
+    items = _sample(items, limit)
+    docs = []
+    for a in _jsonl(root / "articles.jsonl"):
+        docs.append(Document(source=a["_id"], text=a["text"], title=a.get("title") or "",
+                             url=a.get("url") or "", publish_date=(a.get("published_at") or "")[:10]))
+
+    def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+        if not label.answerable:
+            return {"answer_contained": None}, bool(ans.get("abstained"))
+        hit = contains(answer_text(ans), label.extra["answer"])
+        return {"answer_contained": float(hit)}, hit
+
+    return PublicSet("multihop_rag_500", docs, items, score, f"{len(docs)} articles (evidence sentences only)")
+
+
+def squad2(root: Path, limit: int | None) -> PublicSet:
+    items = []
+    for q in _jsonl(root / "queries.jsonl"):
+        items.append(Label(id=q["_id"], type="unanswerable" if q["is_impossible"] else "answerable",
+                           question=q["question"].strip(), gold_docs=(q["gold_context_id"],),
+                           extra={"answers": q["answers"]}))
+    items = _sample(items, limit)
+    docs = [Document(source=c["_id"], text=c["text"], title=c.get("title") or "")
+            for c in _jsonl(root / "corpus.jsonl")]
+
+    def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+        pred = answer_text(ans)
+        golds = label.extra["answers"] or [""]
+        em = max(exact_match(pred, g) for g in golds)
+        f = max(f1(pred, g) for g in golds)
+        contained = None
+        if label.answerable:
+            contained = float(any(contains(pred, g) for g in golds))
+            return {"exact_match": em, "f1": f, "answer_contained": contained}, bool(contained)
+        return {"exact_match": em, "f1": f, "answer_contained": None}, bool(ans.get("abstained"))
+
+    return PublicSet("squad2_500", docs, items, score, f"{len(docs)} paragraphs")
+
+
+def _flat(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [s for v in value for s in _flat(v)]
+
+
+def rgb_fact(root: Path, limit: int | None) -> PublicSet:
+    items, docs_by_item = [], {}
+    for q in _jsonl(root / "en_fact.jsonl"):
+        qid = f"rgb-{q['id']}"
+        items.append(Label(id=qid, type="conflict", question=q["query"],
+                           gold_docs=tuple(f"{qid}-true-{j}" for j in range(len(q["positive"]))),
+                           extra={"answers": _flat(q["answer"]), "fake": q["fakeanswer"]}))
+        docs_by_item[qid] = (
+            [Document(source=f"{qid}-true-{j}", text=t) for j, t in enumerate(q["positive"])]
+            + [Document(source=f"{qid}-false-{j}", text=t) for j, t in enumerate(q["positive_wrong"])]
+            + [Document(source=f"{qid}-other-{j}", text=t) for j, t in enumerate(q["negative"])]
+        )
+    items = _sample(items, limit)
+    docs = [d for it in items for d in docs_by_item[it.id] if d.text.strip()]
+
+    def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+        text = answer_text(ans)
+        true = any(contains(text, a) for a in label.extra["answers"])
+        fake = contains(text, label.extra["fake"])
+        flagged = (true and fake) or bool(ans.get("conflict"))
+        return ({"true_value_only": float(true and not fake), "flags_conflict": float(flagged),
+                 "repeats_false_value": float(fake and not true)}, true)
+
+    return PublicSet("rgb_en_fact", docs, items, score,
+                     f"{len(docs)} snippets: each question's true, falsified and distracting snippets")
+
+
+LOADERS = {"realtimeqa": realtimeqa, "multihop_rag_500": multihop, "squad2_500": squad2, "rgb_en_fact": rgb_fact}
+
+
+def load(name: str, limit: int | None = None, root: Path | None = None) -> PublicSet:
+    """The named public set, sampled to `limit` questions; UsageError for an unknown name or a missing folder."""
+    if name not in LOADERS:
+        raise UsageError(f"unknown dataset {name!r}; use one of {', '.join(NAMES)} or all")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit} is out of range; use 1 or more")
+    folder = (root or datasets_dir()) / name
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such dataset folder; the public sets live in ../shared/datasets")
+    return LOADERS[name](folder, limit)

@@ -1,0 +1,277 @@
+"""`rag eval`: ask every labeled question, score the answers, write the reports, apply the gates.
+
+    labels (eval/labels.yaml) or a public set (eval/datasets.py)
+      -> an index: corpus/ ingested into its own index, or the public set's documents into a temporary one
+      -> Service.ask for each question (with its history), for each answerer asked for
+      -> eval/metrics.py per question, then per type and overall
+      -> reports/eval-<suite>.md, .json, .png, and a summary table on standard output
+      -> eval/gates.yaml: exit code 1 when a gate fails
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from eval import datasets
+from eval.judge import ExactFirst, build_judge
+from eval.labels import Label, gold_spans, load_gates, load_labels
+from eval.metrics import citation_problems, citation_support, fact_hits, gold_coverage, summarise
+from eval.report import print_table, write_reports
+from rag.config import Settings, repo_root
+from rag.errors import RagError, UsageError
+from rag.ingest import ingest_documents
+from rag.service import ANSWERERS, Service
+
+WHOLE_DOCUMENT = (0, 1 << 62)
+GoldSpans = list[dict[str, list[tuple[int, int]]]]
+
+
+def score_answer(
+    label: Label,
+    ans: dict[str, Any],
+    *,
+    doc_text: Callable[[str], str],
+    gold: GoldSpans,
+    judge: ExactFirst,
+    public_score: datasets.Scorer | None = None,
+) -> dict[str, Any]:
+    """One question's row: what was answered and every metric of it."""
+    abstained = bool(ans.get("abstained"))
+    cites = ans.get("citations") or []
+    hits = fact_hits(ans.get("answer", ""), label.facts) if not abstained else [False] * len(label.facts)
+    problems = citation_problems(ans, doc_text)
+    quotes = {c["n"]: c["quote"] for c in cites}
+    support = citation_support(ans["answer"], quotes, judge.is_supported) if not abstained else None
+    covered = gold_coverage(cites, gold) if gold else []
+    row: dict[str, Any] = {
+        "id": label.id,
+        "type": label.type,
+        "question": label.question,
+        "answer": ans.get("answer", ""),
+        "abstained": abstained,
+        "answerable": label.answerable,
+        "facts": list(label.facts),
+        "fact_hits": hits,
+        "fact_recall": (sum(hits) / len(hits)) if hits else None,
+        "citation_problems": problems,
+        "support": vars(support) if support else {"sentences": 0, "supported": 0, "citations": 0, "relevant": 0},
+        "gold_hit": (any(covered) if covered else None) if label.answerable else None,
+        "gold_recall": (sum(covered) / len(covered) if covered else None) if label.answerable else None,
+        "conflict_covered": all(covered) if (label.type == "conflict" and covered) else None,
+        "citations": [{k: c[k] for k in ("n", "source", "start", "end")} for c in cites],
+        "total_ms": (ans.get("timings") or {}).get("total_ms", 0),
+        "rewritten_question": ans.get("rewritten_question"),
+        "error": ans.get("error"),
+    }
+    if public_score is not None:
+        row["scores"], passed = public_score(label, ans)
+    elif label.answerable:
+        passed = not abstained and all(hits)
+    else:
+        passed = abstained
+    row["passed"] = bool(passed and not problems and not row["error"])
+    return row
+
+
+def ask_all(svc: Service, items: Sequence[Label], *, judge: ExactFirst, gold_for: Callable[[Label], GoldSpans],
+            public_score: datasets.Scorer | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Ask each question and score the answer; a question the service rejects is a failed row."""
+    rows = []
+    for i, label in enumerate(items, 1):
+        try:
+            ans = svc.ask(label.question, history=[dict(t) for t in label.history] or None).to_json()
+        except RagError as e:
+            ans = {"question": label.question, "answer": "", "abstained": False, "citations": [],
+                   "timings": {}, "error": str(e)}
+        rows.append(score_answer(label, ans, doc_text=svc.doc_text, gold=gold_for(label), judge=judge,
+                                 public_score=public_score))
+        if progress:
+            print(f"\r  {i}/{len(items)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return rows
+
+
+def by_type(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    types = sorted({r["type"] for r in rows})
+    return {t: summarise([r for r in rows if r["type"] == t]) for t in types}
+
+
+# --- gates --------------------------------------------------------------------------------------------
+def check_gates(summary: dict[str, Any], rows: Sequence[dict[str, Any]], gates: dict[str, Any] | None) -> list[str]:
+    """What failed (empty: the run passes). `gates`: {min: {metric: v}, max: {metric: v}, must_pass: [ids]}."""
+    if not gates:
+        return []
+    failed = []
+    for metric, floor in (gates.get("min") or {}).items():
+        value = summary.get(metric)
+        if value is None or value < floor:
+            failed.append(f"{metric} {_fmt(value)} < {floor}")
+    for metric, ceiling in (gates.get("max") or {}).items():
+        value = summary.get(metric)
+        if value is None or value > ceiling:
+            failed.append(f"{metric} {_fmt(value)} > {ceiling}")
+    by_id = {r["id"]: r for r in rows}
+    for qid in gates.get("must_pass") or ():
+        r = by_id.get(qid)
+        if r is None:
+            failed.append(f"must_pass: {qid} was not asked (is it still in labels.yaml?)")
+        elif not r["passed"]:
+            failed.append(f"must_pass: {qid} failed: {_why(r)}")
+    return failed
+
+
+def _why(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return r["error"]
+    if r["citation_problems"]:
+        return "; ".join(r["citation_problems"])
+    if not r["answerable"]:
+        return "answered a question the corpus does not answer"
+    if r["abstained"]:
+        return "refused"
+    missing = [f for f, h in zip(r["facts"], r["fact_hits"], strict=True) if not h]
+    return f"the answer lacks {', '.join(repr(m) for m in missing)}"
+
+
+def _fmt(v: Any) -> str:
+    return "not measured" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def gates_for(all_gates: dict[str, Any], suite: str, answerer: str) -> dict[str, Any] | None:
+    section = all_gates.get("labeled" if suite == "labeled" else "public") or {}
+    return section.get(answerer) or section.get("any")
+
+
+# --- runs ---------------------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace, **over: Any) -> Settings:
+    base = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer")}
+    base.update(over)
+    return Settings.from_env(**base)
+
+
+def _services(settings: Settings, answerers: Sequence[str]) -> list[Service]:
+    """One Service per answerer, sharing the embedder and the store; an answerer that falls back to another
+    one already in the list is dropped, with the Service's notice on standard error."""
+    first = Service(replace(settings, answerer=answerers[0]))
+    out = [first]
+    for name in answerers[1:]:
+        svc = Service(replace(settings, answerer=name), embedder=first.embedder, store=first.store)
+        out.append(svc)
+    kept, names = [], set()
+    for svc in out:
+        actual = svc.answerer.name
+        if actual not in names:
+            kept.append(svc)
+            names.add(actual)
+    return kept
+
+
+def _answerers(args: argparse.Namespace, settings: Settings) -> list[str]:
+    return list(ANSWERERS) if getattr(args, "compare", False) else [settings.answerer]
+
+
+def _labeled_index(args: argparse.Namespace) -> Path:
+    """The labeled suite gets its own index (beside the default one) unless one is named: whatever else
+    was ingested into the default index must not change the figures."""
+    if getattr(args, "index", None) is not None or os.environ.get("RAG_INDEX"):
+        return _settings(args).index
+    return repo_root() / ".rag" / "eval" / "labeled"
+
+
+def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[dict[str, Any]]]:
+    labels = load_labels()
+    settings = _settings(args, index=_labeled_index(args))
+    services = _services(settings, _answerers(args, settings))
+    summary = services[0].ingest()
+    texts = {d["source"]: services[0].show(d["source"]) for d in services[0].documents()}
+
+    def gold_for(label: Label) -> GoldSpans:
+        return [{g.doc: gold_spans(g, texts.get(g.doc, ""))} for g in label.gold]
+
+    runs = []
+    for svc in services:
+        t0 = time.perf_counter()
+        rows = ask_all(svc, labels, judge=judge, gold_for=gold_for, progress=sys.stderr.isatty())
+        runs.append(_run_record("labeled", svc, rows, judge, time.perf_counter() - t0,
+                                note=f"corpus {settings.corpus} ({summary.line()})"))
+    return "labeled", runs
+
+
+def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[dict[str, Any]]:
+    data = datasets.load(name, getattr(args, "limit", None))
+    with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
+        settings = _settings(args, index=Path(tmp) / "index", corpus=Path(tmp) / "corpus")
+        services = _services(settings, _answerers(args, settings))
+        store, embedder = services[0].store, services[0].embedder
+        store.record_build(settings.build_info())
+        t0 = time.perf_counter()
+        ingest_documents(store, embedder, settings, data.documents, total=len(data.documents))
+        ingest_s = time.perf_counter() - t0
+
+        def gold_for(label: Label) -> GoldSpans:
+            return [{d: [WHOLE_DOCUMENT]} for d in label.gold_docs]
+
+        runs = []
+        for svc in services:
+            t0 = time.perf_counter()
+            rows = ask_all(svc, data.items, judge=judge, gold_for=gold_for, public_score=data.score,
+                           progress=sys.stderr.isatty())
+            runs.append(_run_record(name, svc, rows, judge, time.perf_counter() - t0,
+                                    note=f"{data.note}; ingested in {ingest_s:.0f} s"))
+        return runs
+
+
+def _run_record(suite: str, svc: Service, rows: list[dict[str, Any]], judge: ExactFirst, seconds: float,
+                note: str) -> dict[str, Any]:
+    return {"suite": suite, "answerer": svc.answerer.name, "judge": judge.name, "note": note,
+            "seconds": round(seconds, 1), "summary": summarise(rows), "by_type": by_type(rows), "rows": rows,
+            "judge_calls": {"verbatim": judge.exact, "judged": judge.judged}}
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the suite(s) the arguments name; 0 when every gate passes, 1 when one fails."""
+    dataset = getattr(args, "dataset", None)
+    if dataset is None and getattr(args, "limit", None) is not None:
+        raise UsageError("--limit applies to a public set; give --dataset NAME too")
+    names = list(datasets.NAMES) if dataset == "all" else [dataset] if dataset else []
+    for n in names:
+        if n not in datasets.NAMES:
+            raise UsageError(f"unknown dataset {n!r}; use one of {', '.join(datasets.NAMES)} or all")
+    gates = load_gates()
+    judge = build_judge(getattr(args, "judge", None) or "auto", _settings(args))
+    runs: list[dict[str, Any]] = []
+    if not names:
+        suite, runs = run_labeled(args, judge)
+    else:
+        suite = "public" if dataset == "all" else dataset
+        for n in names:
+            runs += run_public(args, n, judge)
+    for run in runs:
+        run["gates_failed"] = check_gates(run["summary"], run["rows"], gates_for(gates, run["suite"],
+                                                                                   run["answerer"]))
+        run["gated"] = gates_for(gates, run["suite"], run["answerer"]) is not None
+    out_dir = Path(getattr(args, "reports", None) or repo_root() / "reports")
+    payload = {"suite": suite, "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "runs": runs}
+    paths = write_reports(out_dir, f"eval-{suite}", payload)
+    if getattr(args, "json", False):
+        print(json.dumps({"suite": suite, "passed": not any(r["gates_failed"] for r in runs),
+                          "runs": [{k: r[k] for k in ("suite", "answerer", "judge", "summary", "gates_failed")}
+                                   for r in runs], "reports": [str(p) for p in paths]}))
+    else:
+        print_table(runs)
+        for p in paths:
+            print(f"report: {p}")
+    failed = [(r, f) for r in runs for f in r["gates_failed"]]
+    for r, f in failed:
+        print(f"rag eval: gate failed ({r['suite']}, {r['answerer']}): {f}", file=sys.stderr)
+    return 1 if failed else 0
