@@ -2,7 +2,8 @@
 scorer each.
 
 - realtimeqa: the 112 dev questions whose gold article is known, over all 3,789 articles (a sample of N:
-  their gold articles and 20 N others); right when the answer contains the gold choice and no other one.
+  their gold articles and 20 N others, at most 500); right when the answer contains the gold choice and
+  no other choice.
 - multihop_rag_500: 500 questions over the 326 articles (evidence sentences only); right when the answer
   contains the gold answer; the 71 answered "Insufficient information." must be refused.
 - squad2_500: 500 questions over the paragraphs, 258 unanswerable; SQuAD 2.0 exact match and F1 (an empty
@@ -38,6 +39,7 @@ REFUSAL_ANSWER = "insufficient information"
 # Articles indexed beside the gold ones in a sample run: enough that retrieval must choose, few enough that
 # a CI sample ingests in seconds.
 RTQA_DISTRACTORS_PER_QUESTION = 20
+RTQA_MAX_DISTRACTORS = 500
 
 Scorer = Callable[[Label, dict[str, Any]], tuple[dict[str, float | None], bool]]
 
@@ -133,7 +135,7 @@ def realtimeqa(root: Path, limit: int | None) -> PublicSet:
     if limit is not None:
         gold = {d for it in items for d in it.gold_docs}
         others = _stable_order(d.source for d in docs if d.source not in gold)
-        others = others[: RTQA_DISTRACTORS_PER_QUESTION * limit]
+        others = others[: min(RTQA_DISTRACTORS_PER_QUESTION * limit, RTQA_MAX_DISTRACTORS)]
         keep = gold | set(others)
         docs = [d for d in docs if d.source in keep]
         note = f"{len(docs)} articles indexed: the sample's gold articles and {len(others)} others"

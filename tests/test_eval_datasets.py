@@ -1,0 +1,74 @@
+"""The public sets load in place, sample the same questions every run, and score answers as documented."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval import datasets
+from rag.cli import main as cli_main
+from tests.conftest import DATASETS
+
+pytestmark = pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is not on this machine")
+
+
+def _ans(text: str, abstained: bool = False, conflict: bool = False) -> dict:
+    return {"answer": text, "abstained": abstained, "citations": [], "conflict": conflict}
+
+
+@pytest.mark.parametrize("name", datasets.NAMES)
+def test_a_sample_is_stable_and_its_gold_documents_are_indexed(name):
+    a, b = datasets.load(name, 5), datasets.load(name, 5)
+    assert [it.id for it in a.items] == [it.id for it in b.items] and len(a.items) == 5
+    sources = {d.source for d in a.documents}
+    assert len(sources) == len(a.documents)
+    for it in a.items:
+        assert it.question and set(it.gold_docs) <= sources, it.id
+
+
+def test_realtimeqa_sample_indexes_gold_articles_and_a_bounded_number_of_others():
+    data = datasets.load("realtimeqa", 5)
+    gold = {d for it in data.items for d in it.gold_docs}
+    assert len(data.documents) == len(gold) + 5 * datasets.RTQA_DISTRACTORS_PER_QUESTION
+
+
+def test_realtimeqa_is_right_only_with_the_gold_choice_and_no_other():
+    data = datasets.load("realtimeqa", 1)
+    it = data.items[0]
+    gold = it.extra["answers"][0]
+    other = next(c for c in it.extra["choices"] if c not in it.extra["answers"])
+    assert data.score(it, _ans(f"It was {gold} [1]."))[1]
+    assert not data.score(it, _ans(f"It was {gold} or {other} [1]."))[1]
+    assert not data.score(it, _ans("", abstained=True))[1]
+
+
+def test_multihop_and_squad_count_refusals_on_the_unanswerable():
+    mh = datasets.load("multihop_rag_500")
+    assert sum(not it.answerable for it in mh.items) == 71
+    refuse = next(it for it in mh.items if not it.answerable)
+    assert mh.score(refuse, _ans("The corpus does not say.", abstained=True))[1]
+    assert not mh.score(refuse, _ans("Google did it [1]."))[1]
+    sq = datasets.load("squad2_500")
+    assert sum(not it.answerable for it in sq.items) == 258
+    impossible = next(it for it in sq.items if not it.answerable)
+    scores, ok = sq.score(impossible, _ans("The corpus does not say.", abstained=True))
+    assert ok and scores["exact_match"] == 1.0 and scores["f1"] == 1.0
+
+
+def test_rgb_tells_a_flagged_conflict_from_a_repeated_false_value():
+    data = datasets.load("rgb_en_fact")
+    it = data.items[0]
+    true, fake = it.extra["answers"][0], it.extra["fake"]
+    assert data.score(it, _ans(f"{true} [1], though one source says {fake} [2]."))[0]["flags_conflict"] == 1.0
+    scores, ok = data.score(it, _ans(f"It was {fake} [1]."))
+    assert scores["repeats_false_value"] == 1.0 and not ok
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["eval", "--limit", "5"], "--limit applies to a public set"),
+    (["eval", "--dataset", "squad2_500", "--limit", "0"], "--limit 0 is out of range"),
+])
+def test_bad_eval_options_exit_2_with_one_line(argv, message, capsys):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
