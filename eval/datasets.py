@@ -206,9 +206,11 @@ def rgb_fact(root: Path, limit: int | None) -> PublicSet:
     items, docs_by_item = [], {}
     for q in _jsonl(root / "en_fact.jsonl"):
         qid = f"rgb-{q['id']}"
-        items.append(Label(id=qid, type="conflict", question=q["query"],
-                           gold_docs=tuple(f"{qid}-true-{j}" for j in range(len(q["positive"]))),
-                           extra={"answers": _flat(q["answer"]), "fake": q["fakeanswer"]}))
+        true = tuple(f"{qid}-true-{j}" for j in range(len(q["positive"])))
+        false = tuple(f"{qid}-false-{j}" for j in range(len(q["positive_wrong"])))
+        # two sides, each cited by any of its snippets: conflict coverage asks for both
+        items.append(Label(id=qid, type="conflict", question=q["query"], gold_docs=true,
+                           extra={"answers": _flat(q["answer"]), "fake": q["fakeanswer"], "sides": [true, false]}))
         docs_by_item[qid] = (
             [Document(source=f"{qid}-true-{j}", text=t) for j, t in enumerate(q["positive"])]
             + [Document(source=f"{qid}-false-{j}", text=t) for j, t in enumerate(q["positive_wrong"])]

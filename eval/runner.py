@@ -219,7 +219,8 @@ def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[d
         ingest_s = time.perf_counter() - t0
 
         def gold_for(label: Label) -> GoldSpans:
-            return [{d: [WHOLE_DOCUMENT]} for d in label.gold_docs]
+            sides = label.extra.get("sides") or [[d] for d in label.gold_docs]
+            return [dict.fromkeys(side, [WHOLE_DOCUMENT]) for side in sides]
 
         runs = []
         for svc in services:

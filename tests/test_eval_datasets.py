@@ -72,3 +72,26 @@ def test_bad_eval_options_exit_2_with_one_line(argv, message, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_rgb_conflict_coverage_needs_a_true_and_a_falsified_snippet_cited():
+    from eval.judge import ExactFirst, LexicalJudge
+    from eval.runner import WHOLE_DOCUMENT, score_answer
+
+    data = datasets.load("rgb_en_fact", 1)
+    it = data.items[0]
+    texts = {d.source: d.text for d in data.documents}
+    gold = [dict.fromkeys(side, [WHOLE_DOCUMENT]) for side in it.extra["sides"]]
+
+    def cite(n, source):
+        return {"n": n, "doc_id": source, "source": source, "start": 0, "end": 20, "quote": texts[source][:20]}
+
+    def covered(*sources):
+        marks = " ".join(f"Claim [{n}]." for n in range(1, len(sources) + 1))
+        ans = {"answer": marks, "abstained": False, "citations": [cite(n, s) for n, s in enumerate(sources, 1)]}
+        return score_answer(it, ans, doc_text=texts.__getitem__, gold=gold, judge=ExactFirst(LexicalJudge),
+                            public_score=data.score)["conflict_covered"]
+
+    true, false = it.extra["sides"][0][0], it.extra["sides"][1][0]
+    assert covered(true, false) is True
+    assert covered(true) is False
