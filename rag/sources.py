@@ -86,8 +86,9 @@ def read_file(path: Path, corpus: Path) -> Document:
     else:
         text, found_title = _decode(path, path.read_bytes()), ""
     if not text.strip():
-        raise UsageError(f"{path}: empty file" if suffix in TEXT_SUFFIXES else
-                         f"{path}: no text could be extracted (a scanned PDF needs OCR first)")
+        why = {".pdf": "no text could be extracted (a scanned PDF needs OCR first)"}.get(
+            suffix, "no text could be extracted" if suffix in HTML_SUFFIXES else "empty file")
+        raise UsageError(f"{path}: {why}")
     title = meta.get("title") or found_title or _first_line(text) or path.stem
     return Document(
         source=source_name(path, corpus),
