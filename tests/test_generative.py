@@ -9,9 +9,8 @@ import pytest
 
 from rag.answer.base import CANNOT_ANSWER, MARKER
 from rag.answer.extractive import ExtractiveAnswerer
-from rag.answer.generative import GenerativeAnswerer
+from rag.answer.generative import GenerativeAnswerer, sentences
 from rag.answer.verify import SupportJudge, support_pairs
-from rag.chunking import sentence_spans
 from rag.config import Settings
 from rag.llm import load_chat_model
 from rag.service import Service
@@ -62,8 +61,7 @@ def _check(ans, corpus=CORPUS):
     by_n = {c.n: c for c in ans.citations}
     for c in ans.citations:
         assert (corpus / c.source).read_text(encoding="utf-8")[c.start : c.end] == c.quote
-    for s, e in sentence_spans(ans.answer):
-        sentence = ans.answer[s:e]
+    for sentence in sentences(ans.answer):
         cited = [by_n[int(n)] for n in MARKER.findall(sentence)]
         assert cited, f"sentence without a citation: {sentence!r}"
         quotes = " ".join(c.quote for c in cited).replace(",", "")

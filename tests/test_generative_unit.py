@@ -10,7 +10,7 @@ import pytest
 
 from rag.answer.base import CANNOT_ANSWER, MARKER
 from rag.answer.extractive import ExtractiveAnswerer
-from rag.answer.generative import GenerativeAnswerer, split_first_sentence, with_markers
+from rag.answer.generative import GenerativeAnswerer, sentences, split_first_sentence, with_markers
 from rag.answer.verify import SupportJudge, best_threshold, clean_claim, support_pairs, ungrounded_terms
 from rag.errors import ModelError
 from rag.llm import assemble_model
@@ -90,6 +90,7 @@ def test_sentence_splitting_keeps_markers_with_their_sentence():
     assert split_first_sentence("It opened in 1987. [2] It is long") == ("It opened in 1987. [2]", "It is long")
     assert split_first_sentence("It opened in 1987 [1].") == ("It opened in 1987 [1].", None)
     assert split_first_sentence("The U. S. Army came [1]. Then") == ("The U. S. Army came [1].", "Then")
+    assert sentences("The U. S. Army came [1]. It left [2].") == ["The U. S. Army came [1].", "It left [2]."]
     assert with_markers("It opened in 1987.", [1, 2]) == "It opened in 1987 [1][2]."
     assert clean_claim("up to 120,000 [3], [4] a day [1].") == "up to 120,000 a day."
 

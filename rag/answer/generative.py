@@ -334,6 +334,16 @@ def split_first_sentence(text: str) -> tuple[str, str | None]:
     return text[:head_end].strip(), text[rest_start:].lstrip()
 
 
+def sentences(text: str) -> list[str]:
+    """An answer's sentences, split as the answerer splits the model's text while it streams."""
+    out = []
+    rest: str | None = text
+    while rest:
+        head, rest = split_first_sentence(rest)
+        out.append(head.strip())
+    return [s for s in out if s]
+
+
 def with_markers(sentence: str, numbers: list[int]) -> str:
     """`sentence [1][2].`: markers before the closing punctuation."""
     marks = "".join(f"[{n}]" for n in numbers)
