@@ -19,10 +19,11 @@ TYPES = ("single", "multi_fact", "both_docs", "conflict", "unanswerable", "parap
 
 @dataclass(frozen=True)
 class Gold:
-    """A passage that supports the answer: `quote` occurs verbatim in document `doc`."""
+    """A passage that supports the answer: each of `quotes` (alternatives saying the same thing) occurs
+    verbatim in document `doc`; citing any of them covers this gold passage."""
 
     doc: str
-    quote: str
+    quotes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,19 @@ def load_labels(path: Path = LABELS) -> list[Label]:
                 re.compile(f)
             except re.error as e:
                 raise UsageError(f"{where}: fact {f!r} is not a valid pattern ({e})") from None
-        gold = tuple(Gold(g["doc"], g["quote"]) for g in rec.get("gold") or ())
+        gold = []
+        for g in rec.get("gold") or ():
+            quotes = g.get("quote") if isinstance(g, dict) else None
+            quotes = [quotes] if isinstance(quotes, str) else quotes
+            if not (isinstance(g, dict) and isinstance(g.get("doc"), str) and quotes
+                    and all(isinstance(q, str) and q for q in quotes)):
+                raise UsageError(f"{where}: each gold passage needs a doc and a quote (or a list of quotes)")
+            gold.append(Gold(g["doc"], tuple(quotes)))
         if rec["type"] == "unanswerable" and (facts or gold):
             raise UsageError(f"{where}: an unanswerable question has no facts and no gold passages")
         if rec["type"] != "unanswerable" and not (facts and gold):
             raise UsageError(f"{where}: an answerable question needs facts and gold passages")
-        out.append(Label(id=rec["id"], type=rec["type"], question=rec["question"], facts=facts, gold=gold,
+        out.append(Label(id=rec["id"], type=rec["type"], question=rec["question"], facts=facts, gold=tuple(gold),
                          history=tuple(rec.get("history") or ())))
     return out
 
@@ -86,11 +94,13 @@ def _read_yaml(path: Path, what: str) -> Any:
 
 
 def gold_spans(gold: Gold, text: str) -> list[tuple[int, int]]:
-    """Every (start, end) where the gold quote occurs in the document's text."""
-    spans, at = [], text.find(gold.quote)
-    while at >= 0:
-        spans.append((at, at + len(gold.quote)))
-        at = text.find(gold.quote, at + 1)
+    """Every (start, end) where one of the gold quotes occurs in the document's text."""
+    spans = []
+    for quote in gold.quotes:
+        at = text.find(quote)
+        while at >= 0:
+            spans.append((at, at + len(quote)))
+            at = text.find(quote, at + 1)
     return spans
 
 

@@ -120,7 +120,7 @@ def test_exact_first_settles_verbatim_sentences_without_building_the_judge():
 
 
 def test_gold_coverage_counts_overlapping_citations_per_gold_passage():
-    gold = [{"d1.txt": gold_spans(Gold("d1", "Beta says 15,000 troops"), TEXT)},
+    gold = [{"d1.txt": gold_spans(Gold("d1", ("Beta says 15,000 troops", "no such quote")), TEXT)},
             {"d2.txt": [(0, 10)]}]
     cites = [_cite(1, "15,000 troops went")]
     assert gold_coverage(cites, gold) == [True, False]
@@ -133,7 +133,7 @@ def test_percentile_interpolates():
 
 
 LABEL = Label(id="six", type="single", question="How many shells?", facts=(SIX,),
-              gold=(Gold("d1", "six million shells"),))
+              gold=(Gold("d1", ("six million shells",)),))
 NO = Label(id="no", type="unanswerable", question="What is the capital of Peru?")
 
 
