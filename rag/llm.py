@@ -192,6 +192,8 @@ def _avoid_amx() -> None:
     does not let a process use the tile registers, so the first prompt longer than one token dies with a
     general protection fault in `ggml_backend_amx_mul_mat`. Plain CPU buffers avoid that code path.
     """
+    if not _cpu_has_amx():
+        return  # without AMX the extra buffer types are the repacked layouts, which are safe and faster
     import llama_cpp.llama_cpp as low_level  # the module llama_cpp.Llama reads its defaults from
 
     default = low_level.llama_model_default_params
@@ -205,6 +207,14 @@ def _avoid_amx() -> None:
 
     params._rag_no_extra_bufts = True  # type: ignore[attr-defined]
     low_level.llama_model_default_params = params
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return " amx_int8" in f.read()
+    except OSError:
+        return False
 
 
 def _messages_to_prompt(messages: Sequence[Any]) -> str:
