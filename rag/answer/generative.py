@@ -144,6 +144,7 @@ class GenerativeAnswerer:
     def stream(self, question: str, hits: list[Hit], doc_text: DocTexts) -> Iterator[tuple[str, Any]]:
         t0 = time.perf_counter()
         timings: dict[str, int] = {}
+        judge_calls = self.judge.calls
         evidence = self.evidence(question, hits, doc_text)
         if evidence and self.judge.answers(question, " ".join(e.text for e in evidence)) < self.answerable:
             evidence = []  # on topic, but the judge finds no answer in it: refuse before generating
@@ -154,7 +155,6 @@ class GenerativeAnswerer:
             return
         conflict = self.conflict(question, evidence)
         draft = _Draft()
-        judge_calls = self.judge.calls
         for sentence in self._generate(question, evidence, conflict, timings, t0):
             verified = self.verify(sentence, evidence, draft)
             if verified is None:
