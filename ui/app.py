@@ -31,6 +31,7 @@ TITLE = "Ask the documents"
 INTRO = ("Ask a question about the indexed documents. Every claim in an answer carries a numbered badge: "
          "click it to read the exact passage it comes from, highlighted in its context.")
 MAX_K = 20
+QUEUE_SIZE = 64  # ~5 minutes of generative answers at ~5 s each; 20 concurrent chats fit three times over
 
 
 class Services:
@@ -286,7 +287,9 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
     auth = auth_from_env()
     _ingest_if_empty(service)
     app = build_app(service)
-    app.queue(default_concurrency_limit=1)  # one answer at a time: the model has two cores
+    # One answer at a time per event: the model has two cores. At most QUEUE_SIZE requests wait; more are
+    # refused at once ("queue is full") instead of piling up (README, Limits and guarantees).
+    app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     app.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                quiet=quiet, **launch_options())
     return app
