@@ -47,6 +47,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 SUBSETS = {"realtimeqa-sub": 400, "realtimeqa-mini": 100}  # distractors besides the gold articles
+SUBSET_OF = {"realtimeqa-sub": "realtimeqa-mini"}
 SUPERSETS = {"realtimeqa-mini": ["realtimeqa-sub", "realtimeqa"], "realtimeqa-sub": ["realtimeqa"]}
 
 
@@ -138,11 +139,20 @@ def embedded(model: str, chunking: ChunkingSettings, corpus: str, *, embedder=No
         from rag.embedding import load_embedder
 
         embedder = embedder or load_embedder(model)
-        rows = [(d.source, c.start, c.end) for d in docs.values() for c in chunk_document(d, chunking)]
+        smaller = SUBSET_OF.get(corpus)
+        part = embedded(model, chunking, smaller) if smaller and cache_path(model, chunking, smaller).exists() \
+            else None
+        done = set(part.sources) if part else set()
+        rows = [(d.source, c.start, c.end) for d in docs.values() if d.source not in done
+                for c in chunk_document(d, chunking)]
         texts = [docs[s].text[a:b] for s, a, b in rows]
         t0 = time.perf_counter()
         vectors = embedder.embed_array(texts).astype(np.float32)
         seconds = time.perf_counter() - t0
+        if part:  # a smaller corpus's cached chunks are reused, only the rest is embedded
+            rows = [(s, int(a), int(b)) for s, a, b in zip(part.sources, part.starts, part.ends, strict=True)] + rows
+            vectors = np.vstack([part.vectors, vectors])
+            seconds += part.seconds
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, sources=np.array([r[0] for r in rows]), starts=np.array([r[1] for r in rows]),

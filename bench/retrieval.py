@@ -95,15 +95,17 @@ class Row:
     all10: float  # share of questions with every gold document in the top 10
     p50: float
     p95: float
+    cpu50: float  # CPU time of the query (all threads), which a busy machine does not inflate
     n: int
 
     def line(self) -> str:
         return (f"| {self.method} | {self.dataset} | {self.hit1:.3f} | {self.hit5:.3f} | {self.hit10:.3f} | "
-                f"{self.mrr10:.3f} | {self.recall10:.3f} | {self.all10:.3f} | {self.p50:.0f} | {self.p95:.0f} |")
+                f"{self.mrr10:.3f} | {self.recall10:.3f} | {self.all10:.3f} | {self.p50:.0f} | {self.p95:.0f} | "
+                f"{self.cpu50:.1f} |")
 
 
-HEADER = ("| method | dataset | hit@1 | hit@5 | hit@10 | MRR@10 | recall@10 | all gold@10 | p50 ms | p95 ms |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| method | dataset | hit@1 | hit@5 | hit@10 | MRR@10 | recall@10 | all gold@10 | p50 ms | p95 ms "
+          "| CPU ms p50 |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def evaluate(search: Callable[[Question, str], list[str]], qs: list[Question], variant: str,
@@ -111,13 +113,14 @@ def evaluate(search: Callable[[Question, str], list[str]], qs: list[Question], v
     """Run every question through `search` (returns the source of each chunk, best first)."""
     hit = {1: 0, 5: 0, 10: 0}
     mrr = rec = all_ = 0.0
-    lat = []
+    lat, cpu = [], []
     change = VARIANTS[variant]
     for i, q in enumerate(qs):
         text = change(q.text, i)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sources = search(q, text)
         lat.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
         first = next((r for r, s in enumerate(sources[:10], 1) if s in q.gold), None)
         for k in hit:
             hit[k] += first is not None and first <= k
@@ -128,7 +131,7 @@ def evaluate(search: Callable[[Question, str], list[str]], qs: list[Question], v
     n = len(qs)
     return Row(method + (f", {variant} questions" if variant else ""), dataset, hit[1] / n, hit[5] / n,
                hit[10] / n, mrr / n, rec / n, all_ / n, float(np.percentile(lat, 50)),
-               float(np.percentile(lat, 95)), n)
+               float(np.percentile(lat, 95)), float(np.percentile(cpu, 50)), n)
 
 
 def speed(models: list[str], chunking: ChunkingSettings, n: int = 128, rounds: int = 3) -> None:
@@ -155,7 +158,7 @@ def _as_of(q: Question) -> str | None:
 def main() -> None:
     set_offline_env()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=Settings().embed_model)
+    ap.add_argument("--model", default=Settings().embed_model, help="a model, or a comma list of them")
     ap.add_argument("--chunk", default=None, help="SIZE/OVERLAP (default: the configured chunking)")
     ap.add_argument("--datasets", default="realtimeqa,multihop,squad2")
     ap.add_argument("--methods", default="bm25,dense,hybrid",
@@ -171,17 +174,18 @@ def main() -> None:
         chunking = ChunkingSettings(size, overlap)
     if args.speed:
         return speed(args.speed.split(","), chunking)
-    embedder = load_embedder(args.model)
-    print(f"model {args.model}, chunking {chunking.chunk_size}/{chunking.chunk_overlap}", flush=True)
-    print(HEADER, flush=True)
-    for dataset in args.datasets.split(","):
-        bench_dataset(dataset, args.model, chunking, embedder, args.methods.split(","))
+    for model in args.model.split(","):
+        embedder = load_embedder(model)
+        print(f"\nmodel {model}, chunking {chunking.chunk_size}/{chunking.chunk_overlap}", flush=True)
+        print(HEADER, flush=True)
+        for dataset in args.datasets.split(","):
+            bench_dataset(dataset, model, chunking, embedder, args.methods.split(","))
 
 
 def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder, methods: list[str]) -> None:  # noqa: ANN001
     """Print one table row per method for one dataset."""
     from rag.bm25 import BM25Index
-    from rag.retrieve import Retriever, bm25_folder
+    from rag.retrieve import CANDIDATES, Retriever, bm25_folder
 
     store = build_store(model, chunking, DATASET_CORPORA[dataset])
     t0 = time.perf_counter()
@@ -197,8 +201,9 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
 
         return search
 
-    def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0) -> Retriever:
-        return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc)
+    def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0, cands: int = CANDIDATES) -> Retriever:
+        return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc,
+                         candidates=cands)
 
     for m in methods:
         if m in ("bm25", "dense", "hybrid"):
@@ -206,6 +211,9 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
         elif m.startswith("hybrid-w"):
             w = float(m.removeprefix("hybrid-w"))
             row = evaluate(run(retr("hybrid", w)), qs, "", f"hybrid, BM25 weight {w}", dataset)
+        elif m.startswith("hybrid-c"):
+            n = int(m.removeprefix("hybrid-c"))
+            row = evaluate(run(retr("hybrid", cands=n)), qs, "", f"hybrid, {n} candidates a side", dataset)
         elif m.startswith("hybrid-doc"):
             n = int(m.removeprefix("hybrid-doc"))
             row = evaluate(run(retr("hybrid", per_doc=n)), qs, "", f"hybrid, at most {n} chunks a document",

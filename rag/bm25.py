@@ -23,6 +23,9 @@ import numpy as np
 # Words of two or more letters or digits, lower-cased; English stop words carry no evidence.
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 FETCH_BATCH = 2000
+TITLES = True
+# Changes to what is indexed change this, so that state files written before are rebuilt.
+FORMAT = "v2-titles"
 # Another process may replace a document without changing the chunk count; the full id comparison
 # (a few hundred ms at 30,000 chunks) runs at most this often to notice.
 FULL_CHECK_SECONDS = 60.0
@@ -57,7 +60,7 @@ def fingerprint(ids: list[str]) -> str:
     for i in sorted(ids):
         h.update(i.encode())
         h.update(b"\0")
-    return f"{len(ids)}:{h.hexdigest()[:24]}"
+    return f"{FORMAT if TITLES else 'v2'}:{len(ids)}:{h.hexdigest()[:24]}"
 
 
 class BM25Index:
@@ -141,7 +144,10 @@ class BM25Index:
                 self.ids.append(cid)
                 self.doc_ids.append(str(meta.get("doc_id", "")))
                 dates.append(normalise_date(str(meta.get("publish_date") or "")))
-                self.tokens.append(tokenize(text or ""))
+                # The title counts as words of every chunk of its document: a question names a story by
+                # its subject, which often only the headline states (MultiHop-RAG, README).
+                title = str(meta.get("title") or "") if TITLES else ""
+                self.tokens.append(tokenize(f"{title}\n{text or ''}"))
         self.dates = np.array(dates, dtype="<U10")
         self.print = fp
         self._index()

@@ -224,3 +224,14 @@ def test_per_doc_limit_lets_other_documents_in(make_service, tmp_path, hash_embe
         assert sorted(h.source for h in hits) == ["long", "short"], mode
         unlimited = Retriever(svc.store, hash_embedder, mode=mode).search("ferry timetable", 2)
         assert [h.source for h in unlimited].count("long") == 2, mode
+
+
+def test_bm25_matches_words_of_the_title(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "a", "title": "Lindholm lighthouse restored", "text": "Work on the tower ended in May."},
+        {"_id": "b", "title": "Harbour fees", "text": "Fees rose for the tower cranes."},
+    ]))
+    hits = Retriever(svc.store, hash_embedder, mode="bm25").search("lighthouse", 2)
+    assert [h.source for h in hits] == ["a"]
+    assert hits[0].text == "Work on the tower ended in May."  # the title is matched, never quoted
