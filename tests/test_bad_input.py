@@ -510,3 +510,25 @@ def test_question_cases(asker, baseline, case: AskCase):
 
 def test_the_tables_hold_at_least_forty_cases():
     assert len(CLI_CASES) + len(FILE_CASES) + len(ASK_CASES) >= 40
+
+
+# --- a model file that fails its hash ------------------------------------------------------------------------
+def test_model_pieces_that_fail_their_hash_are_refused_and_leave_nothing(tmp_path):
+    import hashlib
+
+    from rag.errors import ModelError
+    from rag.llm import assemble_model
+
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    parts[0].write_bytes(b"GGUF" + b"a" * 1000)
+    parts[1].write_bytes(b"b" * 1000)
+    good = hashlib.sha256(parts[0].read_bytes() + parts[1].read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError, match="SHA-256") as info:
+        assemble_model(cache, parts, expected_sha256="0" * 64)
+    assert "\n" not in str(info.value) and "reinstall" in str(info.value)
+    assert list(cache.iterdir()) == []  # no half or wrong model left behind to be loaded later
+    model = assemble_model(cache, parts, expected_sha256=good)
+    # a cached model that changed on disk is hashed again and rebuilt from its pieces
+    model.write_bytes(b"GGUF" + b"tampered" * 100)
+    assert assemble_model(cache, parts, expected_sha256=good).read_bytes() == b"GGUF" + b"a" * 1000 + b"b" * 1000
