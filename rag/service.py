@@ -33,7 +33,9 @@ def clean_question(question: str) -> str:
     """The question without control characters; raises UsageError for an empty or oversized one."""
     if not isinstance(question, str):
         raise UsageError("the question must be text")
-    q = "".join(ch if unicodedata.category(ch)[0] != "C" or ch in "\t\n" else " " for ch in question)
+    # Terminal escape sequences (colours pasted from a terminal) go whole, not just their ESC byte.
+    q = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]", "", question)
+    q = "".join(ch if unicodedata.category(ch)[0] != "C" or ch in "\t\n" else " " for ch in q)
     q = re.sub(r"\s+", " ", q).strip()
     if not q:
         raise EmptyQuestion("the question is empty; type a question about the corpus")
