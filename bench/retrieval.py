@@ -134,7 +134,7 @@ def evaluate(search: Callable[[Question, str], list[str]], qs: list[Question], v
                float(np.percentile(lat, 95)), float(np.percentile(cpu, 50)), n)
 
 
-def speed(models: list[str], chunking: ChunkingSettings, n: int = 128, rounds: int = 3) -> None:
+def speed(models: list[str], chunking: ChunkingSettings, n: int = 64, rounds: int = 2) -> None:
     """Passages per second of each model on the same SQuAD chunks, rounds interleaved so that a busy
     machine slows every model alike; the best round counts."""
     from rag.embedding import load_embedder
@@ -201,7 +201,8 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
 
         return search
 
-    def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0, cands: int = CANDIDATES) -> Retriever:
+    def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0,
+             cands: int = CANDIDATES) -> Retriever:  # rows are unlimited per document unless they say so
         return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc,
                          candidates=cands)
 

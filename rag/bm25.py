@@ -60,7 +60,11 @@ def fingerprint(ids: list[str]) -> str:
     for i in sorted(ids):
         h.update(i.encode())
         h.update(b"\0")
-    return f"{FORMAT if TITLES else 'v2'}:{len(ids)}:{h.hexdigest()[:24]}"
+    return f"{_format()}:{len(ids)}:{h.hexdigest()[:24]}"
+
+
+def _format() -> str:
+    return FORMAT if TITLES else "v2"
 
 
 class BM25Index:
@@ -97,6 +101,8 @@ class BM25Index:
             self.dates = z["dates"]
             self.tokens = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
             self.print = str(z["fingerprint"])
+            if self.print.split(":")[0] != _format():  # indexed another way: start over
+                raise ValueError(self.print)
         except (OSError, KeyError, ValueError):  # a damaged file is only a cache: rebuild from Chroma
             self.ids, self.doc_ids, self.tokens, self.print = [], [], [], ""
             self.dates = np.array([], dtype="<U10")

@@ -23,6 +23,9 @@ from rag.types import Hit
 MODES = ("hybrid", "dense", "bm25")
 # Each side contributes this many candidates to the fusion; deeper lists gained nothing measurable.
 CANDIDATES = 50
+# At most this many chunks of one document in the results, so that other documents get a place:
+# MultiHop-RAG recall@10 0.807 -> 0.824, RealTimeQA hit@5 0.893 -> 0.911 (README, Retrieval).
+PER_DOC = 2
 # The usual RRF constant: a rank-1 hit from one side outweighs a rank-5 hit from both only slightly.
 RRF_K = 60
 
@@ -48,7 +51,7 @@ class Retriever:
 
     def __init__(self, store: Store, embedder: _NumpyEmbedding, *, mode: str = "hybrid",
                  bm25: BM25Index | None = None, candidates: int = CANDIDATES,
-                 bm25_weight: float = 1.0, spell: bool = True, per_doc: int = 0) -> None:
+                 bm25_weight: float = 1.0, spell: bool = True, per_doc: int = PER_DOC) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         self.store = store

@@ -235,3 +235,17 @@ def test_bm25_matches_words_of_the_title(make_service, tmp_path, hash_embedder):
     hits = Retriever(svc.store, hash_embedder, mode="bm25").search("lighthouse", 2)
     assert [h.source for h in hits] == ["a"]
     assert hits[0].text == "Work on the tower ended in May."  # the title is matched, never quoted
+
+
+def test_a_state_file_indexed_another_way_is_rebuilt(make_service, corpus_copy, hash_embedder, monkeypatch,
+                                                     tmp_path):
+    index = tmp_path / "idx"
+    svc = make_service(corpus_copy, embedder=hash_embedder, index=index)
+    svc.ingest()
+    svc.search("shells", 3)
+    monkeypatch.setattr(bm25_module, "FORMAT", "v3-other")
+    calls = []
+    real = bm25_module.tokenize
+    monkeypatch.setattr(bm25_module, "tokenize", lambda t: calls.append(t) or real(t))
+    BM25Index(bm25_folder(index, svc.settings.collection), svc.store.chunks)
+    assert len(calls) == svc.store.chunk_count()  # every chunk tokenized again
