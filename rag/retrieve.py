@@ -10,6 +10,7 @@ stay), since a news question is asked at a point in time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -41,9 +42,13 @@ def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = Non
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def bm25_folder(index: Path, collection: str) -> Path:
-    """Where the BM25 side of an index lives: inside the local index folder, even with a Chroma server."""
-    return index / f"bm25-{collection}"
+def bm25_folder(index: Path, collection: str, chroma_url: str = "") -> Path:
+    """Where the BM25 side of an index lives: inside the local index folder, even with a Chroma server
+    (then named after the server too, so that two servers' collections never share one file)."""
+    if not chroma_url:
+        return index / f"bm25-{collection}"
+    server = re.sub(r"[^A-Za-z0-9.]+", "-", chroma_url.split("://", 1)[-1]).strip("-")
+    return index / f"bm25-{server}-{collection}"
 
 
 class Retriever:
@@ -67,7 +72,7 @@ class Retriever:
     def bm25(self) -> BM25Index:
         if self._bm25 is None:
             s = self.store.settings
-            self._bm25 = BM25Index(bm25_folder(s.index, s.collection), self.store.chunks)
+            self._bm25 = BM25Index(bm25_folder(s.index, s.collection, s.chroma_url), self.store.chunks)
         self._bm25.chunks = self.store.chunks  # `ingest --rebuild` replaces the collection object
         return self._bm25
 

@@ -249,3 +249,10 @@ def test_a_state_file_indexed_another_way_is_rebuilt(make_service, corpus_copy, 
     monkeypatch.setattr(bm25_module, "tokenize", lambda t: calls.append(t) or real(t))
     BM25Index(bm25_folder(index, svc.settings.collection), svc.store.chunks)
     assert len(calls) == svc.store.chunk_count()  # every chunk tokenized again
+
+
+def test_bm25_file_is_local_and_named_after_the_server(tmp_path):
+    assert bm25_folder(tmp_path, "rag") == tmp_path / "bm25-rag"
+    a = bm25_folder(tmp_path, "rag", "http://127.0.0.1:8000")
+    b = bm25_folder(tmp_path, "rag", "http://127.0.0.1:8001")
+    assert a.parent == tmp_path and a != b and a.name == "bm25-127.0.0.1-8000-rag"
