@@ -104,9 +104,16 @@ class ExtractiveAnswerer:
         """Every sentence of the hits, scored, best first."""
         spans: list[tuple[Hit, int, int, str, int]] = []
         seen: set[tuple[str, int, int]] = set()
+        doc_sentences: dict[str, list[tuple[int, int]]] = {}
         for rank, hit in enumerate(hits):
             text = doc_text(hit.doc_id)
-            for s, e in sentence_spans(text, hit.start, hit.end):
+            if hit.doc_id not in doc_sentences:
+                doc_sentences[hit.doc_id] = sentence_spans(text)
+            # Whole sentences of the document that the chunk touches: a chunk may open or close inside a
+            # sentence, and a quote must never be cut off there.
+            for s, e in doc_sentences[hit.doc_id]:
+                if e <= hit.start or s >= hit.end:
+                    continue
                 key = (hit.doc_id, s, e)
                 sentence = text[s:e]
                 if key in seen or len(sentence.split()) < 4:
