@@ -175,3 +175,24 @@ def test_public_set_scoring():
     assert exact_match("The Eiffel Tower.", "eiffel tower") == 1.0
     assert f1("in the year 1932", "1932") == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
     assert f1("", "") == 1.0 and f1("something", "") == 0.0
+
+
+def test_reports_for_two_answerers_side_by_side(tmp_path, capsys):
+    from eval.report import print_table, write_reports
+    from eval.runner import by_type
+
+    runs = []
+    for name, answer in (("extractive", "Alpha ships six million shells"), ("generative", "Seven million")):
+        rows = _rows(answer)
+        runs.append({"suite": "labeled", "answerer": name, "judge": "lexical", "note": "test", "seconds": 1.0,
+                     "summary": summarise(rows), "by_type": by_type(rows), "rows": rows,
+                     "judge_calls": {"verbatim": 1, "judged": 0}, "gates_failed": [] if name == "extractive"
+                     else ["must_pass: six failed"], "gated": True})
+    paths = write_reports(tmp_path, "eval-labeled", {"suite": "labeled", "created": "now", "runs": runs})
+    assert [p.name for p in paths] == ["eval-labeled.md", "eval-labeled.json", "eval-labeled.png"]
+    md = paths[0].read_text(encoding="utf-8")
+    assert "| fact_recall | 1.00 | 0.00 |" in md and "labeled / generative: **FAILED**" in md
+    assert paths[2].read_bytes()[:4] == b"\x89PNG"
+    print_table(runs)
+    out = capsys.readouterr().out
+    assert "labeled / extractive" in out and out.rstrip().endswith("fail")
