@@ -199,3 +199,10 @@ def test_evidence_the_judge_finds_no_answer_in_is_refused_before_generating(make
     answerer.answerable = 0.95  # above what the scripted judge gives any passage
     ans, deltas = _run(answerer, "When did the harbour tunnel open?")
     assert ans.abstained and deltas == [] and model.prompts == []
+
+
+def test_questions_asking_for_a_figure_in_other_words_also_get_both_sides(make):
+    answerer, model = make("About 90,000 vehicles cross the harbour tunnel each day [1].")
+    ans, _ = _run(answerer, "What is the number of vehicles that cross the harbour tunnel each day?")
+    assert "90,000" in ans.answer and "120,000" in ans.answer and ans.conflict
+    _check_citations(ans)

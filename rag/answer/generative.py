@@ -70,7 +70,9 @@ INJECTION = re.compile(
 )
 REFUSAL = re.compile(r"\b(do(es)? not (say|mention|state|contain)|not (mentioned|stated|provided)|"
                      r"no information|cannot answer|corpus does not)\b", re.I)
-_WANTS_NUMBER = re.compile(r"\s*(how (many|much|long|old|far|fast)|what (number|percentage|share))\b", re.I)
+# A question asking for a figure, wherever it says so ("What is the number of ...", "What casualties ...").
+_WANTS_NUMBER = re.compile(r"\b(how (many|much|long|old|far|fast)|number of|what (number|percentage|share|"
+                           r"quantity|casualties|losses))\b", re.I)
 _NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 # P(the evidence answers the question) below which the answerer refuses without generating. Chosen with
 # bench/calibrate_answerable.py on eval/labels.yaml (the eval's own questions, so the eval's refusal figure
@@ -357,7 +359,7 @@ def with_markers(sentence: str, numbers: list[int]) -> str:
 def find_conflict(question: str, evidence: list[Evidence]) -> list[int] | None:
     """For a "how many" question whose best passage has a figure: its index and that of the best passage
     of each other document giving other figures, or None."""
-    if not _WANTS_NUMBER.match(question):
+    if not _WANTS_NUMBER.search(question):
         return None
     best_by_doc: dict[str, int] = {}
     for i, e in enumerate(evidence):
