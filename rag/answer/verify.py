@@ -64,8 +64,14 @@ _NOT_NAMES = frozenset("The This That These Those It Its In On At By For And But
                        "Nearly Some Both Another One Sources Estimates While However".split())
 
 
+_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".") for n in _NUM.findall(text)}
+    """Numbers written with digits, plus small ones written as words ("six million" holds a 6)."""
+    found = {n.replace(",", "").rstrip(".") for n in _NUM.findall(text)}
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return found | {str(i) for i, w in enumerate(_WORDS) if w in words}
 
 
 def ungrounded_terms(sentence: str, passage: str) -> list[str]:
@@ -76,7 +82,8 @@ def ungrounded_terms(sentence: str, passage: str) -> list[str]:
     against a passage that names no city); a literal check catches those.
     """
     claim, text = clean_claim(sentence), clean_claim(passage)
-    missing = sorted(_numbers(claim) - _numbers(text))
+    missing = sorted({n for n in _numbers(claim) if n in _NUM.findall(claim.replace(",", ""))}
+                     - _numbers(text))
     words = {w.lower()[:5] for w in re.findall(r"[A-Za-z]+", text)}
     for name in _NAME.findall(claim):
         if name not in _NOT_NAMES and name.lower()[:5] not in words:
