@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.answer.base import Answerer, abstain
+from rag.bm25 import normalise_date
 from rag.config import Settings
 from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
-from rag.bm25 import normalise_date
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store

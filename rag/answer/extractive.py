@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 from rag.answer.base import DocTexts, abstain, cite, strip_reference_marks
 from rag.chunking import sentence_spans
 from rag.embedding import _NumpyEmbedding
