@@ -8,7 +8,6 @@ server lives for the whole session, so each test gets its own collections).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from pathlib import Path
 import pytest
 
 from rag.config import OFFLINE_ENV
+from tests.helpers import free_port
 
 STARTUP_SECONDS = 60  # about 1.3 s on an idle machine; a busy one in CI can take far longer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:

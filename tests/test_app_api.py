@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
 from rag.answer.base import MARKER
 from tests.conftest import CORPUS, SEED_SHELLS
+from tests.helpers import free_port, running_app
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def app_url(seed_service):
-    from ui.app import serve
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RAG_AUTH", raising=False)
-        port = free_port()
-        app = serve(seed_service, port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with running_app(seed_service) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from rag.config import Settings, repo_root
 from rag.service import Service
 from tests.conftest import CORPUS
+from tests.helpers import running_app
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,6 @@ ANSWER_TIMEOUT_MS = 90_000
 
 if not CHROMIUM.exists():
     pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +47,8 @@ def service(corpus_dir, tmp_path_factory, embedder) -> Service:
 
 @pytest.fixture(scope="module")
 def app_url(service):
-    from ui.app import serve
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RAG_AUTH", raising=False)
-        port = _free_port()
-        app = serve(service, port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with running_app(service) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

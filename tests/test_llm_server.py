@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +16,15 @@ from rag.errors import BackendUnavailable
 from rag.llm import ServerModel, assemble_model
 from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory):
     """`python -m llama_cpp.server` (through rag.llm_server) on 127.0.0.1, stopped after the module."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
     cmd = [sys.executable, "-m", "rag.llm_server", "--model", str(assemble_model()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "2",
@@ -75,6 +69,6 @@ def test_answers_through_an_openai_compatible_server(llm_server, seed_service, e
 
 
 def test_an_unreachable_server_is_one_clear_error():
-    model = ServerModel(f"http://127.0.0.1:{_free_port()}", "bundled", timeout=5)
+    model = ServerModel(f"http://127.0.0.1:{free_port()}", "bundled", timeout=5)
     with pytest.raises(BackendUnavailable, match="RAG_LLM_URL"):
         list(model.stream([{"role": "user", "content": "hi"}]))

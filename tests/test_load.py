@@ -27,6 +27,7 @@ from rag.answer.base import MARKER
 from rag.config import Settings
 from rag.service import Service, clean_question
 from tests.conftest import CORPUS, DATASETS, ROOT
+from tests.helpers import running_app
 from tests.test_seed_questions import ANSWERABLE
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,6 @@ REQUEST_TIMEOUT = 300  # seconds for one answer, queueing included; a busy CI ma
 BATCH = 500
 RTQA = DATASETS / "realtimeqa"
 FOLLOW_UP = ("Who is the commander of U.S. Forces Korea?", "What did he say Russia is sharing?", "space, nuclear")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +51,8 @@ def service(tmp_path_factory, embedder) -> Service:
 
 @pytest.fixture(scope="module")
 def app_url(service):
-    from ui.app import serve
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RAG_AUTH", raising=False)
-        port = free_port()
-        app = serve(service, port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with running_app(service) as url:
+        yield url
 
 
 def check_answer(service: Service, got: dict[str, Any], pattern: str) -> None:

@@ -20,18 +20,13 @@ from rag.errors import UsageError
 from rag.service import Service
 from rag.sources import MAX_FILE_BYTES, MAX_PDF_BYTES
 from tests.conftest import CORPUS
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "reader", "s3cret-pass"
 HOSTILE = ("<script>window.pwned = 1</script>\nThe Zorblax reactor was commissioned in 1987 by the Vantor "
            "utility.\n<img src=x onerror=\"window.pwned = 2\"> It produced 40 megawatts.\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def outward_address() -> str | None:
