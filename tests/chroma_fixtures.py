@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import OFFLINE_ENV
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 STARTUP_SECONDS = 60  # about 1.3 s on an idle machine; a busy one in CI can take far longer
 
@@ -51,12 +51,7 @@ def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def stop_chroma(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, timeout=10)
     proc.log.close()  # type: ignore[attr-defined]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,3 +31,26 @@ def running_app(service) -> Iterator[str]:  # type: ignore[no-untyped-def]
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
+
+
+def stop_process(proc, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    """Terminate a server process, killing it when it does not exit within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ingested_seed_copy(root, embedder):  # type: ignore[no-untyped-def]
+    """corpus/ copied under `root` and indexed there with the extractive answerer; returns the Service."""
+    from rag.config import Settings
+    from rag.service import Service
+    from tests.conftest import CORPUS
+
+    shutil.copytree(CORPUS, root / "corpus")
+    svc = Service(Settings.from_env(env={}, corpus=root / "corpus", index=root / "index", answerer="extractive"),
+                  embedder=embedder)
+    svc.ingest()
+    return svc

@@ -32,6 +32,7 @@ from rag.config import Settings
 from rag.errors import EmptyQuestion, UsageError
 from rag.service import Service
 from tests.conftest import CORPUS, ROOT, SEED_SHELLS
+from tests.helpers import ingested_seed_copy
 
 pytestmark = pytest.mark.integration
 
@@ -327,10 +328,7 @@ FILE_CASES = [
 def baseline(tmp_path_factory, embedder) -> SimpleNamespace:
     """The seed corpus indexed once; each corpus case works on its own copy of corpus and index."""
     root = tmp_path_factory.mktemp("bad-files")
-    shutil.copytree(CORPUS, root / "corpus")
-    svc = Service(Settings.from_env(env={}, corpus=root / "corpus", index=root / "index", answerer="extractive"),
-                  embedder=embedder)
-    svc.ingest()
+    svc = ingested_seed_copy(root, embedder)
     return SimpleNamespace(root=root, before=snapshot(svc), embedder=embedder)
 
 

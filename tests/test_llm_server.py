@@ -16,7 +16,7 @@ from rag.errors import BackendUnavailable
 from rag.llm import ServerModel, assemble_model
 from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,7 @@ def llm_server(tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
 
 
 def test_answers_through_an_openai_compatible_server(llm_server, seed_service, embedder):

@@ -11,7 +11,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,10 +23,9 @@ from typing import Any
 import pytest
 
 from rag.answer.base import MARKER
-from rag.config import Settings
 from rag.service import Service, clean_question
 from tests.conftest import CORPUS, DATASETS, ROOT
-from tests.helpers import running_app
+from tests.helpers import ingested_seed_copy, running_app
 from tests.test_seed_questions import ANSWERABLE
 
 pytestmark = pytest.mark.integration
@@ -41,12 +39,7 @@ FOLLOW_UP = ("Who is the commander of U.S. Forces Korea?", "What did he say Russ
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, embedder) -> Service:
-    root = tmp_path_factory.mktemp("load")
-    shutil.copytree(CORPUS, root / "corpus")
-    svc = Service(Settings.from_env(env={}, corpus=root / "corpus", index=root / "index", answerer="extractive"),
-                  embedder=embedder)
-    svc.ingest()
-    return svc
+    return ingested_seed_copy(tmp_path_factory.mktemp("load"), embedder)
 
 
 @pytest.fixture(scope="module")
