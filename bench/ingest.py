@@ -8,8 +8,9 @@ Rows, in the order they run (each on the same machine, one after the other):
 3. The naive llama-index pipeline as baseline: `VectorStoreIndex.from_documents` over the same articles,
    same model, llama-index's default settings (SentenceSplitter 1024/200, embed batch 10), into Chroma.
 4. Re-ingest of the whole unchanged corpus (nothing may be embedded), then one article changed (only its
-   chunks may be embedded). Re-ingest never runs the model, so this index of all 3,789 articles is built
-   with the `hash` embedder (the same chunks, records and writes; only the vectors are cheap).
+   chunks may be embedded). When step 1 ingested only `--docs` articles, this runs on an index of all
+   3,789 built with the `hash` embedder (re-ingest never runs the model: the same chunks, records and
+   writes, only the vectors are cheap); after a whole-corpus step 1 it runs on that real index.
 5. Retrieval latency (question embedding + search) over the RealTimeQA questions: `Service.search` on
    the index of step 1, and dense search at the size of the whole corpus and at 250,000 chunks, both
    synthesised from the real chunk embeddings of step 1: chunk i of the copy is the real vector of chunk
@@ -18,6 +19,7 @@ Rows, in the order they run (each on the same machine, one after the other):
    copies from being exact ties.
 
     nice -n 10 .venv/bin/python -m bench.ingest [--docs N] [--baseline-docs N] [--model-chunks N]
+        [--workdir DIR]   # keeps the index in DIR/index (a whole-corpus one is reused by bench and eval)
 """
 
 from __future__ import annotations
@@ -202,14 +204,25 @@ def main() -> int:
 
     # 4. re-ingest of the whole corpus, unchanged, then one article changed
     full = load_records(None)
-    full_corpus = work / "full.jsonl.gz"
-    write_jsonl(full_corpus, full)
-    full_settings = replace(settings, index=work / "full-index", embed_model="hash-384")
-    hash_embedder = load_embedder("hash-384")
-    first = Service(full_settings, embedder=hash_embedder).ingest(jsonl=full_corpus)
-    out["full_first_ingest_hash"] = {"seconds": first.seconds, "documents": first.added, "chunks": first.chunks}
-    say(f"whole corpus, hash vectors (for the re-ingest rows): {first.line()}")
-    again = Service(full_settings, embedder=hash_embedder).ingest(jsonl=full_corpus)
+    if args.docs is None or args.docs >= len(full):
+        # step 1 ingested the whole corpus: re-ingest that real index
+        full_corpus, full_svc = corpus, (lambda: svc)
+        first_chunks = chunks_n
+    else:
+        # re-ingest runs no model, so an index of the whole corpus with hash vectors measures it as well
+        full_corpus = work / "full.jsonl.gz"
+        write_jsonl(full_corpus, full)
+        full_settings = replace(settings, index=work / "full-index", embed_model="hash-384")
+        hash_embedder = load_embedder("hash-384")
+
+        def full_svc() -> Service:
+            return Service(full_settings, embedder=hash_embedder)
+
+        first = full_svc().ingest(jsonl=full_corpus)
+        out["full_first_ingest_hash"] = {"seconds": first.seconds, "documents": first.added, "chunks": first.chunks}
+        say(f"whole corpus, hash vectors (for the re-ingest rows): {first.line()}")
+        first_chunks = first.chunks
+    again = full_svc().ingest(jsonl=full_corpus)
     out["reingest"] = {"seconds": again.seconds, "embedded": again.embedded, "unchanged": again.unchanged}
     say(f"re-ingest unchanged: {again.line()}, embedded {again.embedded}")
     touched = [dict(r) for r in full]
@@ -217,11 +230,13 @@ def main() -> int:
     touched[victim]["text"] += "\n\nThis article was updated."
     write_jsonl(full_corpus, touched)
     expect = len(chunk_document(next(read_jsonl(full_corpus, [])), settings.chunking))
-    one = Service(full_settings, embedder=hash_embedder).ingest(jsonl=full_corpus)
+    one = full_svc().ingest(jsonl=full_corpus)
     out["touch_one"] = {"seconds": one.seconds, "updated": one.updated, "embedded": one.embedded,
                         "chunks_of_that_doc": expect}
     say(f"one article changed: {one.line()}, embedded {one.embedded} (that article has {expect} chunks)")
-    full_chunks = first.chunks
+    write_jsonl(full_corpus, full)  # put the article back, so the index kept in the workdir is the corpus
+    full_svc().ingest(jsonl=full_corpus)
+    full_chunks = first_chunks
 
     # 5. retrieval latency
     qs = questions(args.queries)
@@ -235,7 +250,7 @@ def main() -> int:
     say(f"latency at {n_chunks} real chunks over {len(qs)} questions: Service.search p50 {p50:.1f} ms, "
         f"p95 {p95:.1f} ms; dense only p50 {d50:.1f} ms, p95 {d95:.1f} ms")
     for size in (full_chunks, args.synthetic):
-        if not size:
+        if not size or size == n_chunks:  # the real index already has this size
             continue
         t = time.perf_counter()
         synth = synthesise(dense, size)
