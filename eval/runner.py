@@ -1,7 +1,7 @@
 """`rag eval`: ask every labeled question, score the answers, write the reports, apply the gates.
 
     labels (eval/labels.yaml) or a public set (eval/datasets.py)
-      -> an index: corpus/ ingested into its own index, or the public set's documents into a temporary one
+      -> an index: corpus/ ingested into its own index, or the public set's documents into one kept per set
       -> Service.ask for each question (with its history), for each answerer asked for
       -> eval/metrics.py per question, then per type and overall
       -> reports/eval-<suite>.md, .json, .png, and a summary table on standard output
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,7 +27,7 @@ from eval.metrics import citation_problems, citation_support, fact_hits, gold_co
 from eval.report import print_table, write_reports
 from rag.config import Settings, repo_root
 from rag.errors import RagError, UsageError
-from rag.ingest import ingest_documents
+from rag.ingest import IngestSummary, ingest_documents
 from rag.service import ANSWERERS, Service
 
 WHOLE_DOCUMENT = (0, 1 << 62)
@@ -207,29 +206,51 @@ def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[
     return "labeled", runs
 
 
+def public_index(args: argparse.Namespace, name: str) -> Path:
+    """Where a public set is indexed. Kept between runs, so that a re-run embeds only what changed:
+    `--index DIR` for one set (`DIR/NAME` with `--dataset all`), else `.rag/eval/NAME` for the whole set
+    and `.rag/eval/NAME-sample` for a `--limit` sample (a sample of RealTimeQA indexes fewer articles, and
+    sharing one folder would re-embed the difference at every switch)."""
+    given = getattr(args, "index", None)
+    if given is not None:
+        return Path(given) / name if getattr(args, "dataset", None) == "all" else Path(given)
+    folder = name if getattr(args, "limit", None) is None else f"{name}-sample"
+    return repo_root() / ".rag" / "eval" / folder
+
+
+def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> IngestSummary:
+    """Bring the service's index up to the set's documents: unchanged ones embed nothing, documents that are
+    not in the set are removed. `own`: the folder is the eval's cache, rebuilt if made with other settings
+    (chunking, model); a folder the user named is never dropped (a mismatch is an error saying so)."""
+    store, info = svc.store, svc.settings.build_info()
+    if own and store.build_info() not in ({}, info):
+        store.reset()
+    store.check_build(info)
+    store.record_build(info)
+    return ingest_documents(store, svc.embedder, svc.settings, data.documents, prune=lambda source: True,
+                            total=len(data.documents))
+
+
 def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[dict[str, Any]]:
     data = datasets.load(name, getattr(args, "limit", None))
-    with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
-        settings = _settings(args, index=Path(tmp) / "index", corpus=Path(tmp) / "corpus")
-        services = _services(settings, _answerers(args, settings))
-        store, embedder = services[0].store, services[0].embedder
-        store.record_build(settings.build_info())
-        t0 = time.perf_counter()
-        ingest_documents(store, embedder, settings, data.documents, total=len(data.documents))
-        ingest_s = time.perf_counter() - t0
+    index = public_index(args, name)
+    # corpus: a folder that is never read (the documents come from the set), so no file is touched
+    settings = _settings(args, index=index, corpus=index / "no-corpus")
+    services = _services(settings, _answerers(args, settings))
+    ingested = index_public_set(services[0], data, own=getattr(args, "index", None) is None)
 
-        def gold_for(label: Label) -> GoldSpans:
-            sides = label.extra.get("sides") or [[d] for d in label.gold_docs]
-            return [dict.fromkeys(side, [WHOLE_DOCUMENT]) for side in sides]
+    def gold_for(label: Label) -> GoldSpans:
+        sides = label.extra.get("sides") or [[d] for d in label.gold_docs]
+        return [dict.fromkeys(side, [WHOLE_DOCUMENT]) for side in sides]
 
-        runs = []
-        for svc in services:
-            t0, judge.exact, judge.judged = time.perf_counter(), 0, 0  # judge counts are per run
-            rows = ask_all(svc, data.items, judge=judge, gold_for=gold_for, public_score=data.score,
-                           progress=sys.stderr.isatty())
-            runs.append(_run_record(name, svc, rows, judge, time.perf_counter() - t0,
-                                    note=f"{data.note}; ingested in {ingest_s:.0f} s"))
-        return runs
+    runs = []
+    for svc in services:
+        t0, judge.exact, judge.judged = time.perf_counter(), 0, 0  # judge counts are per run
+        rows = ask_all(svc, data.items, judge=judge, gold_for=gold_for, public_score=data.score,
+                       progress=sys.stderr.isatty())
+        runs.append(_run_record(name, svc, rows, judge, time.perf_counter() - t0,
+                                note=f"{data.note}; index {index}: {ingested.line()}"))
+    return runs
 
 
 def _run_record(suite: str, svc: Service, rows: list[dict[str, Any]], judge: ExactFirst, seconds: float,

@@ -95,3 +95,31 @@ def test_rgb_conflict_coverage_needs_a_true_and_a_falsified_snippet_cited():
     true, false = it.extra["sides"][0][0], it.extra["sides"][1][0]
     assert covered(true, false) is True
     assert covered(true) is False
+
+
+def test_a_public_set_index_is_kept_and_brought_up_to_the_set(make_service, embedder, tmp_path):
+    from eval.runner import index_public_set
+
+    svc = make_service(embedder=embedder, index=tmp_path / "rgb")
+    one, two = datasets.load("rgb_en_fact", 1), datasets.load("rgb_en_fact", 2)
+    first = index_public_set(svc, two, own=True)
+    assert first.added == len(two.documents) and first.chunks > 0
+    again = make_service(embedder=embedder, index=tmp_path / "rgb")  # a later run over the same folder
+    second = index_public_set(again, two, own=True)
+    assert (second.unchanged, second.added, second.chunks) == (len(two.documents), 0, 0)
+    # a smaller set: nothing embedded, the documents it lacks are removed
+    third = index_public_set(again, one, own=True)
+    assert third.chunks == 0 and third.removed == len(two.documents) - len(one.documents)
+    assert {d["source"] for d in again.documents()} == {d.source for d in one.documents}
+
+
+def test_public_index_folders(tmp_path):
+    from argparse import Namespace
+
+    from eval.runner import public_index
+
+    assert public_index(Namespace(index=None, limit=None, dataset="squad2_500"), "squad2_500").parts[-3:] == (
+        ".rag", "eval", "squad2_500")
+    assert public_index(Namespace(index=None, limit=5, dataset="all"), "rgb_en_fact").name == "rgb_en_fact-sample"
+    assert public_index(Namespace(index=tmp_path, limit=None, dataset="realtimeqa"), "realtimeqa") == tmp_path
+    assert public_index(Namespace(index=tmp_path, limit=5, dataset="all"), "realtimeqa") == tmp_path / "realtimeqa"
