@@ -1,11 +1,16 @@
 """The public QA sets in ../shared/datasets, read in place (never copied), as documents, questions and a
 scorer each.
 
-- realtimeqa: the 112 dev questions whose gold article is known, over all 3,789 articles (a sample of N:
-  their gold articles and 20 N others, at most 500); right when the answer contains the gold choice and
-  no other choice.
-- multihop_rag_500: 500 questions over the 326 articles (evidence sentences only); right when the answer
-  contains the gold answer; the 71 answered "Insufficient information." must be refused.
+- realtimeqa: the 112 dev questions whose gold article is in the corpus, over all 3,789 articles (a sample
+  of N: their gold articles and 20 N others, at most 500); right when the answer contains the gold choice
+  and no other choice. The other 247 dev questions are left out: RealTimeQA marks them has_gold_doc false
+  (the article that answers them is not in the corpus), so an answer to them could only be right by luck
+  and a refusal could not be told from a miss; the 112 also give gold-article hits and citation support.
+  The articles are read with rag.sources.read_jsonl, as `rag ingest --jsonl corpus.jsonl.gz` reads them,
+  so an index built that way has the same document ids and can be passed with `--index`.
+- multihop_rag_500: 500 questions over the 326 articles (evidence sentences only; each title carries its
+  publisher, which the questions name); right when the answer contains the gold answer; the 71 answered
+  "Insufficient information." must be refused.
 - squad2_500: 500 questions over the paragraphs, 258 unanswerable; SQuAD 2.0 exact match and F1 (an empty
   answer is right for the unanswerable), and whether the answer contains a gold answer.
 - rgb_en_fact: 100 questions over each one's true snippets, the same snippets falsified, and distractors;
@@ -160,7 +165,10 @@ def multihop(root: Path, limit: int | None) -> PublicSet:
     items = _sample(items, limit)
     docs = []
     for a in _jsonl(root / "articles.jsonl"):
-        docs.append(Document(source=a["_id"], text=a["text"], title=a.get("title") or "",
+        # The questions name articles by publisher ("the TechCrunch article"): the title carries it, as a
+        # news site's page title does.
+        title = " - ".join(p for p in (a.get("title") or "", a.get("source") or "") if p)
+        docs.append(Document(source=a["_id"], text=a["text"], title=title,
                              url=a.get("url") or "", publish_date=(a.get("published_at") or "")[:10]))
 
     def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.answer.base import CANNOT_ANSWER, MARKER
-from rag.answer.extractive import ExtractiveAnswerer, entities_covered, question_entities
+from rag.answer.extractive import ExtractiveAnswerer, entities_covered, names_found, question_entities, spoken_date
 from rag.types import Hit
 
 DOCS = {
@@ -18,7 +18,7 @@ def _hits():
 
 
 def test_answer_quotes_the_sentence_and_cites_its_exact_span(hash_embedder):
-    ans = ExtractiveAnswerer(hash_embedder, threshold=0.3).answer(
+    ans = ExtractiveAnswerer(hash_embedder, evidence_threshold=0.3).answer(
         "When did the Harbor Bridge open?", _hits(), DOCS.__getitem__)
     assert not ans.abstained
     first = ans.citations[0]
@@ -27,20 +27,20 @@ def test_answer_quotes_the_sentence_and_cites_its_exact_span(hash_embedder):
 
 
 def test_disagreeing_documents_are_both_cited(hash_embedder):
-    ans = ExtractiveAnswerer(hash_embedder, threshold=0.3).answer(
+    ans = ExtractiveAnswerer(hash_embedder, evidence_threshold=0.3).answer(
         "When did the Harbor Bridge open?", _hits(), DOCS.__getitem__)
     assert {c.doc_id for c in ans.citations} == {"d1", "d2"}
     assert "1932" in ans.answer and "1931" in ans.answer
 
 
 def test_below_threshold_it_abstains_without_citations(hash_embedder):
-    ans = ExtractiveAnswerer(hash_embedder, threshold=0.95).answer(
+    ans = ExtractiveAnswerer(hash_embedder, evidence_threshold=0.95).answer(
         "When did the Harbor Bridge open?", _hits(), DOCS.__getitem__)
     assert ans.abstained and ans.answer == CANNOT_ANSWER and ans.citations == []
 
 
 def test_a_name_the_passages_never_mention_means_abstain(hash_embedder):
-    ans = ExtractiveAnswerer(hash_embedder, threshold=0.3).answer(
+    ans = ExtractiveAnswerer(hash_embedder, evidence_threshold=0.3).answer(
         "When did the Golden Gate Bridge open?", _hits(), DOCS.__getitem__)
     assert ans.abstained
 
@@ -50,3 +50,48 @@ def test_question_entities():
     assert question_entities("how many shells were sent?") == set()
     assert entities_covered("Who is Xavier Brunsen?", "Gen. Xavier Brunson said")  # prefix match
     assert not entities_covered("Who is Xavier Brunsen?", "Gen. Smith said")
+
+
+MULTI = {
+    "v1": "The Verge reported that Google paid Apple to stay the default search engine.",
+    "t1": "TechCrunch wrote that Epic Games won its case against Google in December.",
+    "o1": "A bakery in Lyon sold bread.",
+}
+
+
+def _multi_hits(*ids, title=""):
+    return [Hit(doc_id=d, chunk_id=f"{d}:0", score=0.5, start=0, end=len(MULTI[d]), source=d, text=MULTI[d],
+                title=title, publish_date="2023-12-11") for d in ids]
+
+
+def test_many_names_may_spread_over_the_retrieved_documents():
+    q = "Did The Verge say Google paid Apple, while TechCrunch said Epic Games beat Google?"
+    assert names_found(q, _multi_hits("v1", "t1"), _multi_hits("v1")[0], MULTI.__getitem__)
+    # the same question over documents naming almost none of it
+    assert not names_found(q, _multi_hits("o1"), _multi_hits("o1")[0], MULTI.__getitem__)
+
+
+def test_few_names_must_all_be_in_the_best_sentences_document():
+    q = "Did Epic Games beat Google?"
+    v1, t1 = _multi_hits("v1", "t1")
+    assert names_found(q, [v1, t1], t1, MULTI.__getitem__)
+    assert not names_found(q, [v1, t1], v1, MULTI.__getitem__)  # "Epic" is only in the other document
+
+
+def test_a_month_in_the_question_matches_the_documents_date():
+    assert spoken_date("2023-12-11") == "December 11 2023" and spoken_date("") == ""
+    q = "What did the TechCrunch article of December say about Epic?"
+    assert names_found(q, _multi_hits("t1"), _multi_hits("t1")[0], MULTI.__getitem__)
+    assert not names_found("What did TechCrunch say in March about Epic?", _multi_hits("t1"),
+                           _multi_hits("t1")[0], MULTI.__getitem__)
+
+
+def test_a_long_question_is_on_topic_before_every_word_is_matched(hash_embedder):
+    ex = ExtractiveAnswerer(hash_embedder, evidence_threshold=0.0)
+    short = "Did Epic Games win?"
+    best = ex.candidates(short, _multi_hits("t1"), MULTI.__getitem__)[0]
+    assert ex.evidence_score(short, best) == best.score
+    # twelve content words, seven of them in the sentence: past six the wording counts as complete
+    long = "Did TechCrunch write that Epic Games won its case against Google in court, unlike Valve and Steam?"
+    best = ex.candidates(long, _multi_hits("t1"), MULTI.__getitem__)[0]
+    assert abs(ex.evidence_score(long, best) - (best.score + 0.5 * (1 - 7 / 12))) < 1e-9
