@@ -169,6 +169,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "conflict_coverage": ratio(sum(bool(r.get("conflict_covered")) for r in conflict), len(conflict)),
         "latency_p50_ms": percentile((r["total_ms"] for r in rows), 50),
         "latency_p95_ms": percentile((r["total_ms"] for r in rows), 95),
+        "first_token_p50_ms": percentile((r.get("first_token_ms", r["total_ms"]) for r in rows), 50),
+        "first_token_p95_ms": percentile((r.get("first_token_ms", r["total_ms"]) for r in rows), 95),
     }
     # dataset-specific scores (exact match, F1, choice accuracy, conflict flags) average the same way
     extra_keys = sorted({k for r in rows for k in r.get("scores", {})})

@@ -11,7 +11,7 @@ from typing import Any
 METRICS = [
     "questions", "passed", "fact_recall", "citation_validity", "citation_recall", "citation_precision",
     "gold_hit", "gold_recall", "abstention_precision", "abstention_recall", "false_refusals",
-    "conflict_coverage", "latency_p50_ms", "latency_p95_ms",
+    "conflict_coverage", "first_token_p50_ms", "first_token_p95_ms", "latency_p50_ms", "latency_p95_ms",
 ]
 
 

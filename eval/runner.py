@@ -68,6 +68,9 @@ def score_answer(
         "conflict_covered": all(covered) if (label.type == "conflict" and covered) else None,
         "citations": [{k: c[k] for k in ("n", "source", "start", "end")} for c in cites],
         "total_ms": (ans.get("timings") or {}).get("total_ms", 0),
+        # question to first answer text shown (Service.ask_stream); the whole answer when nothing streams
+        "first_token_ms": (ans.get("timings") or {}).get("first_token_ms",
+                                                         (ans.get("timings") or {}).get("total_ms", 0)),
         "rewritten_question": ans.get("rewritten_question"),
         "error": ans.get("error"),
     }
