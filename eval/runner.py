@@ -230,6 +230,13 @@ def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> In
         store.reset()
     store.check_build(info)
     store.record_build(info)
+    # Incremental ingest compares texts only: a document whose title or date changed (a loader now
+    # reading more of the set's metadata) is dropped here so that it is indexed again.
+    stored = store.documents()
+    for doc in data.documents:
+        rec = stored.get(doc.source)
+        if rec and any((rec.get(k) or "") != getattr(doc, k) for k in ("title", "url", "publish_date")):
+            store.delete_document(rec["doc_id"])
     return ingest_documents(store, svc.embedder, svc.settings, data.documents, prune=lambda source: True,
                             total=len(data.documents))
 

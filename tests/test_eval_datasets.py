@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from eval import datasets
@@ -114,6 +116,11 @@ def test_a_public_set_index_is_kept_and_brought_up_to_the_set(make_service, embe
     third = index_public_set(again, one, own=True)
     assert third.chunks == 0 and third.removed == len(two.documents) - len(one.documents)
     assert {d["source"] for d in again.documents()} == {d.source for d in one.documents}
+    # a title the loader now reads differently: that document is indexed again, with the new title
+    renamed = replace(one, documents=[replace(one.documents[0], title="A new title")] + one.documents[1:])
+    fourth = index_public_set(again, renamed, own=True)
+    assert (fourth.added, fourth.unchanged) == (1, len(one.documents) - 1)
+    assert again.store.documents()[one.documents[0].source]["title"] == "A new title"
 
 
 def test_public_index_folders(tmp_path):
