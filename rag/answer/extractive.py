@@ -125,7 +125,6 @@ class Candidate:
     text: str
     score: float
     rank: int
-    dense: float = 0.0  # the cosine part of `score`
 
 
 class ExtractiveAnswerer:
@@ -186,7 +185,7 @@ class ExtractiveAnswerer:
             score = self.dense_weight * float(d) + (1 - self.dense_weight) * lex
             if wants_number and not _NUMBER.search(sentence):
                 score -= 0.1
-            out.append(Candidate(hit, s, e, sentence, score, rank, float(d)))
+            out.append(Candidate(hit, s, e, sentence, score, rank))
         out.sort(key=lambda c: (-c.score, c.rank, c.start))
         return out
 
@@ -231,10 +230,9 @@ class ExtractiveAnswerer:
             return []
         if self.evidence_score(question, cands[0]) < self.evidence_threshold:
             return []
-        chosen = self.choose(cands)
         if not names_found(question, hits, cands[0].hit, doc_text):
             return []
-        return chosen
+        return self.choose(cands)
 
     def answer(self, question: str, hits: list[Hit], doc_text: DocTexts) -> Answer:
         chosen = self.evidence(question, hits, doc_text)
