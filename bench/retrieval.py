@@ -163,7 +163,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="realtimeqa,multihop,squad2")
     ap.add_argument("--methods", default="bm25,dense,hybrid",
                     help="comma list of bm25, dense, hybrid, hybrid-wW (BM25 weight W), hybrid-docN (N chunks "
-                    "a document), as-of, lower, typo")
+                    "a document), as-of, recencyH[-docN] (as-of with half-life H days), default, "
+                    "default-as-of, lower, typo")
     ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -185,7 +186,7 @@ def main() -> None:
 def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder, methods: list[str]) -> None:  # noqa: ANN001
     """Print one table row per method for one dataset."""
     from rag.bm25 import BM25Index
-    from rag.retrieve import CANDIDATES, Retriever, bm25_folder
+    from rag.retrieve import CANDIDATES, PER_DOC, Retriever, bm25_folder
 
     store = build_store(model, chunking, DATASET_CORPORA[dataset])
     t0 = time.perf_counter()
@@ -202,9 +203,10 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
         return search
 
     def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0,
-             cands: int = CANDIDATES) -> Retriever:  # rows are unlimited per document unless they say so
+             cands: int = CANDIDATES, half_life: float = 0.0) -> Retriever:
+        # rows are unlimited per document and without a recency prior unless they say so
         return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc,
-                         candidates=cands)
+                         candidates=cands, recency_half_life=half_life)
 
     for m in methods:
         if m in ("bm25", "dense", "hybrid"):
@@ -223,6 +225,21 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
             if not any(q.date for q in qs):
                 continue
             row = evaluate(run(retr("hybrid"), as_of=True), qs, "", "hybrid, --as-of question date", dataset)
+        elif m.startswith("recency"):  # recencyH[-docN]: --as-of the question date, half-life H days
+            if not any(q.date for q in qs):
+                continue
+            hl, _, doc = m.removeprefix("recency").partition("-doc")
+            row = evaluate(run(retr("hybrid", half_life=float(hl), per_doc=int(doc or 0)), as_of=True), qs, "",
+                           f"hybrid, --as-of question date, recency half-life {hl} days"
+                           + (f", at most {doc} chunks a document" if doc else ""), dataset)
+        elif m in ("default", "default-as-of"):  # the Retriever exactly as `rag ask` builds it
+            if m == "default-as-of" and not any(q.date for q in qs):
+                continue
+            r = Retriever(store, embedder, bm25=bm25)
+            row = evaluate(run(r, as_of=m == "default-as-of"), qs, "",
+                           f"**default** (at most {PER_DOC} chunks a document"
+                           + (f", --as-of question date, recency half-life {r.recency_half_life:g} days)"
+                              if m == "default-as-of" else ")"), dataset)
         elif m in ("lower", "typo"):
             variant = "lower case" if m == "lower" else "misspelled"
             for mode in ("bm25", "dense", "hybrid"):

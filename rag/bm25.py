@@ -77,6 +77,8 @@ class BM25Index:
         self.ids: list[str] = []
         self.doc_ids: list[str] = []
         self.dates: np.ndarray = np.array([], dtype="<U10")
+        self._recency_key: tuple[str, float, int] | None = None  # (as_of, half_life, id(dates))
+        self._recency = np.array([], dtype=np.float32)
         self.tokens: list[list[str]] = []
         self.print = ""
         self._bm25: Any = None
@@ -191,11 +193,14 @@ class BM25Index:
         return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
 
     def top(self, query: str, n: int, mask: np.ndarray | None = None,
-            *, correct: bool = True) -> list[tuple[str, float]]:
-        """The n best (chunk id, score) pairs with a positive score, among rows where `mask` is true."""
+            *, correct: bool = True, weights: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The n best (chunk id, score) pairs with a positive score, among rows where `mask` is true,
+        each score multiplied by its row's weight when `weights` is given."""
         s = self.scores(query, correct=correct)
         if mask is not None:
             s = np.where(mask, s, 0.0)
+        if weights is not None:
+            s = s * weights
         n = min(n, int((s > 0).sum()))
         if n == 0:
             return []
@@ -232,6 +237,27 @@ class BM25Index:
     def date_mask(self, as_of: str) -> np.ndarray:
         """Rows published on or before `as_of` (YYYY-MM-DD); undated rows are kept."""
         return (self.dates <= as_of) | (self.dates == "")
+
+    def recency(self, as_of: str, half_life: float) -> np.ndarray:
+        """Each row's recency weight at `as_of` (see `recency_weight`), computed once per date."""
+        key = (as_of, half_life, id(self.dates))  # sync replaces the array when chunks change
+        if self._recency_key != key:
+            self._recency = recency_weight(self.dates, as_of, half_life)
+            self._recency_key = key
+        return self._recency
+
+
+def recency_weight(dates: np.ndarray, as_of: str, half_life: float) -> np.ndarray:
+    """0.5 ** (days from each date to `as_of` / half_life) for YYYY-MM-DD dates (1.0 on the day, 0.5 one
+    half-life earlier); later dates count as that day. An undated row weighs as much as one published a
+    half-life before: it is neither favoured over recent news nor buried under old news."""
+    dates = np.asarray(dates, dtype="<U10")
+    dated = dates != ""
+    days = np.full(len(dates), half_life, dtype=np.float64)
+    if dated.any():
+        age = (np.datetime64(as_of, "D") - dates[dated].astype("datetime64[D]")).astype(np.float64)
+        days[dated] = np.clip(age, 0.0, None)
+    return (0.5 ** (days / half_life)).astype(np.float32)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rag.bm25 as bm25_module
-from rag.bm25 import BM25Index, normalise_date, tokenize
+from rag.bm25 import BM25Index, normalise_date, recency_weight, tokenize
 from rag.config import ChunkingSettings
 from rag.errors import UsageError
 from rag.retrieve import Retriever, bm25_folder, rrf
@@ -175,6 +175,30 @@ def test_as_of_keeps_documents_published_by_that_date(make_service, tmp_path, ha
     for mode in ("dense", "bm25"):
         r = Retriever(svc.store, hash_embedder, mode=mode)
         assert "new" not in {h.source for h in r.search("mayor bridge", 5, as_of="2022-06-15")}
+
+
+def test_recency_weight_halves_every_half_life():
+    dates = np.array(["2022-06-15", "2022-06-08", "2022-06-01", "", "2022-06-20"], dtype="<U10")
+    w = recency_weight(dates, "2022-06-15", 7.0)
+    # on the day, one and two half-lives before; undated counts as one half-life old; later as the day
+    assert w.tolist() == pytest.approx([1.0, 0.5, 0.25, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_recency_favours_the_story_of_that_week(make_service, tmp_path, hash_embedder, mode):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "last-year", "publish_date": "2021/06/10",
+         "text": "Heavy rain flooded the harbour district; the flooded harbour district closed its ferry."},
+        {"_id": "this-week", "publish_date": "2022/06/13",
+         "text": "Heavy rain flooded the harbour and closed the ferry."},
+    ]))
+    question = "Which harbour district did the rain flood?"
+    flat = Retriever(svc.store, hash_embedder, mode=mode, recency_half_life=0.0)
+    assert [h.source for h in flat.search(question, 2, as_of="2022-06-15")] == ["last-year", "this-week"]
+    with_prior = Retriever(svc.store, hash_embedder, mode=mode, recency_half_life=7.0)
+    assert [h.source for h in with_prior.search(question, 2, as_of="2022-06-15")] == ["this-week", "last-year"]
+    assert [h.source for h in with_prior.search(question, 2)] == ["last-year", "this-week"]  # no date, no prior
 
 
 def test_as_of_setting_applies_and_a_bad_date_is_refused(make_service, tmp_path, hash_embedder):
