@@ -77,8 +77,8 @@ class BM25Index:
         self.ids: list[str] = []
         self.doc_ids: list[str] = []
         self.dates: np.ndarray = np.array([], dtype="<U10")
-        self._recency_key: tuple[str, float, int] | None = None  # (as_of, half_life, id(dates))
-        self._recency = np.array([], dtype=np.float32)
+        self._days = np.array([])  # `dates` as day numbers, for recency weights
+        self._days_of: np.ndarray | None = None
         self.tokens: list[list[str]] = []
         self.print = ""
         self._bm25: Any = None
@@ -239,25 +239,32 @@ class BM25Index:
         return (self.dates <= as_of) | (self.dates == "")
 
     def recency(self, as_of: str, half_life: float) -> np.ndarray:
-        """Each row's recency weight at `as_of` (see `recency_weight`), computed once per date."""
-        key = (as_of, half_life, id(self.dates))  # sync replaces the array when chunks change
-        if self._recency_key != key:
-            self._recency = recency_weight(self.dates, as_of, half_life)
-            self._recency_key = key
-        return self._recency
+        """Each row's recency weight at `as_of` (see `recency_weight`)."""
+        if self._days_of is not self.dates:  # sync replaces the array when chunks change
+            self._days, self._days_of = _day_numbers(self.dates), self.dates
+        return _weights(self._days, as_of, half_life)
+
+
+def _day_numbers(dates: np.ndarray) -> np.ndarray:
+    """Days since 1970 of YYYY-MM-DD dates, NaN where there is none."""
+    dates = np.asarray(dates, dtype="<U10")
+    days = np.full(len(dates), np.nan)
+    dated = dates != ""
+    if dated.any():
+        days[dated] = dates[dated].astype("datetime64[D]").astype(np.float64)
+    return days
+
+
+def _weights(days: np.ndarray, as_of: str, half_life: float) -> np.ndarray:
+    age = np.clip(float(np.datetime64(as_of, "D").astype(np.int64)) - days, 0.0, None)
+    return (0.5 ** (np.nan_to_num(age, nan=half_life) / half_life)).astype(np.float32)
 
 
 def recency_weight(dates: np.ndarray, as_of: str, half_life: float) -> np.ndarray:
     """0.5 ** (days from each date to `as_of` / half_life) for YYYY-MM-DD dates (1.0 on the day, 0.5 one
     half-life earlier); later dates count as that day. An undated row weighs as much as one published a
     half-life before: it is neither favoured over recent news nor buried under old news."""
-    dates = np.asarray(dates, dtype="<U10")
-    dated = dates != ""
-    days = np.full(len(dates), half_life, dtype=np.float64)
-    if dated.any():
-        age = (np.datetime64(as_of, "D") - dates[dated].astype("datetime64[D]")).astype(np.float64)
-        days[dated] = np.clip(age, 0.0, None)
-    return (0.5 ** (days / half_life)).astype(np.float32)
+    return _weights(_day_numbers(dates), as_of, half_life)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
