@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.config import Settings, repo_root, set_offline_env
-from rag.errors import BackendUnavailable, ModelError
+from rag.errors import BackendUnavailable, ModelError, UsageError
 
 MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -154,10 +154,11 @@ class LocalModel:
             raise ModelError(f"llama-cpp-python is not installed; {SETUP_HINT}") from e
         path = model_path or assemble_model()
         _avoid_amx()
-        # One thread for generation (each token is small; a second thread only waits on a busy 2-core
-        # machine), two for prompt evaluation (large matrix work that does use both cores).
-        kw: dict[str, Any] = {"n_threads": 1, "n_threads_batch": 2, "n_batch": 512, "verbose": False,
-                              "seed": 0}
+        # One thread for generation by default (each token is small; a second thread only waits on a busy
+        # 2-core machine; RAG_LLM_THREADS=2 on an idle one), two for prompt evaluation (large matrix work
+        # that does use both cores).
+        kw: dict[str, Any] = {"n_threads": _generation_threads(), "n_threads_batch": 2,
+                              "n_batch": 512, "verbose": False, "seed": 0}
         self.llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
                             context_window=n_ctx, model_kwargs=kw,
                             messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
@@ -202,6 +203,13 @@ class LocalModel:
             judge = self._judge if not self._judges else self._new_judge()
             self._judges[key] = judge
         return judge
+
+
+def _generation_threads() -> int:
+    value = os.environ.get("RAG_LLM_THREADS", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"RAG_LLM_THREADS={value!r} is not a number of threads; set it to 1 or 2, or unset it")
+    return int(value)
 
 
 def _avoid_amx() -> None:

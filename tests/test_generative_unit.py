@@ -243,3 +243,17 @@ def test_spaced_initials_are_closed_up_so_no_sentence_is_left_without_a_citation
     assert ans.answer == "The U.S. Army says the tunnel opened in 1987 [1]."
     assert all(markers for _, markers in sentences_with_markers(ans.answer))
     _check_citations(ans)
+
+
+def test_generation_threads_setting(monkeypatch):
+    from rag.errors import UsageError
+    from rag.llm import _generation_threads
+
+    monkeypatch.delenv("RAG_LLM_THREADS", raising=False)
+    assert _generation_threads() == 1
+    monkeypatch.setenv("RAG_LLM_THREADS", "2")
+    assert _generation_threads() == 2
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("RAG_LLM_THREADS", bad)
+        with pytest.raises(UsageError, match="RAG_LLM_THREADS"):
+            _generation_threads()
