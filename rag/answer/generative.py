@@ -26,8 +26,8 @@ from rag.answer.extractive import (
     Candidate,
     ExtractiveAnswerer,
     content_terms,
-    entities_covered,
     lexical_overlap,
+    names_found,
 )
 from rag.answer.verify import SupportJudge, clean_claim
 from rag.chunking import sentence_spans
@@ -204,10 +204,14 @@ class GenerativeAnswerer:
     def _select(self, question: str, hits: list[Hit], doc_text: DocTexts) -> tuple[list[Evidence], list[Candidate]]:
         """(evidence, every scored sentence best first)."""
         cands = [c for c in self.selector.candidates(question, hits, doc_text) if not INJECTION.search(c.text)]
-        if not cands or cands[0].score < self.selector.threshold:
+        # The extractive answerer's refusal rules: the best sentence must answer well enough (a long
+        # question's wording counted on a few of its words), and the retrieved documents must name the
+        # question's subjects (all of them in the best one when there are few; MultiHop's questions name
+        # several articles, and half must be found).
+        if not cands or self.selector.evidence_score(question, cands[0]) < self.selector.evidence_threshold:
             return [], cands
-        if not entities_covered(question, doc_text(cands[0].hit.doc_id)):
-            return [], cands  # the extractive answerer's rule: the best passage must name the question's subject
+        if not names_found(question, hits, cands[0].hit, doc_text):
+            return [], cands
         floor = max(self.selector.threshold - 0.1, cands[0].score - self.evidence_margin)
         chosen: list[Candidate] = []
         for c in cands:
