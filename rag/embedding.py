@@ -84,7 +84,10 @@ class MiniLMOnnxEmbedding(_NumpyEmbedding):
 
     def __init__(self, threads: int = 2, **kwargs: Any) -> None:
         kwargs.setdefault("model_name", "minilm-int8")
-        kwargs.setdefault("embed_batch_size", 32)
+        # Small batches run fastest on this 2-core CPU (2,000 RealTimeQA chunks of 128 tokens, sorted by
+        # length, one run: 83 chunks/s at 1, 80 at 4, 66 at 16, 59 at 32, 55 at 64); 4 keeps the Python
+        # overhead low and the activations small.
+        kwargs.setdefault("embed_batch_size", 4)
         super().__init__(**kwargs)
         import onnxruntime as ort
         from tokenizers import Tokenizer
