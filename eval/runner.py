@@ -194,7 +194,11 @@ def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[
     labels = load_labels()
     settings = _settings(args, index=_labeled_index(args))
     services = _services(settings, _answerers(args, settings))
-    summary = services[0].ingest()
+    # The eval's own folder is a cache: made with other settings (an older default chunking), it is
+    # rebuilt; an index the user named is never dropped (a mismatch is an error saying so).
+    own = settings.index == repo_root() / ".rag" / "eval" / "labeled"
+    stale = services[0].store.build_info() not in ({}, settings.build_info())
+    summary = services[0].ingest(rebuild=own and stale)
     texts = {d["source"]: services[0].show(d["source"]) for d in services[0].documents()}
 
     def gold_for(label: Label) -> GoldSpans:
