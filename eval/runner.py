@@ -194,11 +194,9 @@ def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[
     labels = load_labels()
     settings = _settings(args, index=_labeled_index(args))
     services = _services(settings, _answerers(args, settings))
-    # The eval's own folder is a cache: made with other settings (an older default chunking), it is
-    # rebuilt; an index the user named is never dropped (a mismatch is an error saying so).
-    own = settings.index == repo_root() / ".rag" / "eval" / "labeled"
-    stale = services[0].store.build_info() not in ({}, settings.build_info())
-    summary = services[0].ingest(rebuild=own and stale)
+    if settings.index == repo_root() / ".rag" / "eval" / "labeled":
+        _drop_stale_cache(services[0])
+    summary = services[0].ingest()
     texts = {d["source"]: services[0].show(d["source"]) for d in services[0].documents()}
 
     def gold_for(label: Label) -> GoldSpans:
@@ -225,13 +223,20 @@ def public_index(args: argparse.Namespace, name: str) -> Path:
     return repo_root() / ".rag" / "eval" / folder
 
 
+def _drop_stale_cache(svc: Service) -> None:
+    """An index folder of the eval's own is a cache: made with other settings (chunking, model), it is
+    emptied; a folder the user named is never passed here (a mismatch there is an error saying so)."""
+    if svc.store.build_info() not in ({}, svc.settings.build_info()):
+        svc.store.reset()
+
+
 def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> IngestSummary:
     """Bring the service's index up to the set's documents: unchanged ones embed nothing, documents that are
     not in the set are removed. `own`: the folder is the eval's cache, rebuilt if made with other settings
     (chunking, model); a folder the user named is never dropped (a mismatch is an error saying so)."""
     store, info = svc.store, svc.settings.build_info()
-    if own and store.build_info() not in ({}, info):
-        store.reset()
+    if own:
+        _drop_stale_cache(svc)
     store.check_build(info)
     store.record_build(info)
     # Incremental ingest compares texts only: a document whose title or date changed (a loader now
