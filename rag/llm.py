@@ -127,8 +127,9 @@ class ChatModel(Protocol):
         """The reply, piece by piece, greedy."""
         ...
 
-    def yes_probability(self, messages: Sequence[Message]) -> float:
-        """P(Yes) / (P(Yes) + P(No)) for the first token of the reply."""
+    def yes_probability(self, messages: Sequence[Message], *, then_generate: bool = False) -> float:
+        """P(Yes) / (P(Yes) + P(No)) for the first token of the reply. `then_generate`: the messages begin
+        as the next `stream` call's do, so a model that keeps a prompt cache evaluates that part once."""
         ...
 
 
@@ -149,6 +150,7 @@ class LocalModel:
         set_offline_env()  # OMP_WAIT_POLICY=PASSIVE must be set before llama.cpp starts its threads
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
             from llama_index.llms.llama_cpp import LlamaCPP
         except ImportError as e:
             raise ModelError(f"llama-cpp-python is not installed; {SETUP_HINT}") from e
@@ -159,8 +161,15 @@ class LocalModel:
         # that does use both cores).
         kw: dict[str, Any] = {"n_threads": _generation_threads(), "n_threads_batch": 2,
                               "n_batch": 512, "verbose": False, "seed": 0}
+        # Prompt lookup decoding: answers restate their passages, so the next few tokens are often a run
+        # of the prompt; llama.cpp checks up to 10 such guesses in one batch (on both cores) and keeps the
+        # ones the model agrees with. 1.4x faster generation on the labeled set (bench/answers.py). The
+        # guesses need every position's logits (`logits_all`, set here too: llama-cpp-python sizes its
+        # logits array from the argument, not from the draft model).
+        gen = {**kw, "logits_all": True, "draft_model": LlamaPromptLookupDecoding(max_ngram_size=2,
+                                                                                   num_pred_tokens=10)}
         self.llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
-                            context_window=n_ctx, model_kwargs=kw,
+                            context_window=n_ctx, model_kwargs=gen,
                             messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
         self._judge = Llama(model_path=str(path), n_ctx=1024, **kw)
         self._judges: dict[str, Any] = {}  # system prompt -> its llama.cpp context
@@ -180,7 +189,7 @@ class LocalModel:
                 if r.delta:
                     yield r.delta
 
-    def yes_probability(self, messages: Sequence[Message]) -> float:
+    def yes_probability(self, messages: Sequence[Message], *, then_generate: bool = False) -> float:
         captured: list[float] = []
 
         def capture(_ids: Any, scores: Any) -> Any:
@@ -188,9 +197,13 @@ class LocalModel:
                                      max(float(scores[i]) for i in self._no)))
             return scores
 
-        with self._judge_lock:
-            self._judge_for(messages).create_completion(chatml(messages), max_tokens=1, temperature=0.0,
-                                                        logits_processor=[capture])  # type: ignore[list-item]
+        # In the generation context, the question's passages stay evaluated for the answer that follows
+        # (llama.cpp keeps the longest common prefix of consecutive prompts).
+        lock, context = ((self._gen_lock, self.llm._model) if then_generate
+                         else (self._judge_lock, self._judge_for(messages)))
+        with lock:
+            context.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
+                                      logits_processor=[capture])  # type: ignore[list-item]
         return captured[0]
 
     def _judge_for(self, messages: Sequence[Message]) -> Any:
@@ -295,7 +308,7 @@ class ServerModel:
             raise BackendUnavailable(f"the LLM server at {self.url} failed ({type(e).__name__}: {e}); "
                                      "check RAG_LLM_URL and RAG_LLM_MODEL") from e
 
-    def yes_probability(self, messages: Sequence[Message]) -> float:
+    def yes_probability(self, messages: Sequence[Message], *, then_generate: bool = False) -> float:
         from llama_index.core.llms import ChatMessage
 
         msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]

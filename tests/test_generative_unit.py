@@ -53,14 +53,19 @@ class ScriptedModel:
         for i in range(0, len(self.reply), 7):
             yield self.reply[i : i + 7]
 
-    def yes_probability(self, messages):
+    def yes_probability(self, messages, *, then_generate=False):
         q = re.search(r"Passage: (.*)\nQuestion: (.*)\nDoes", messages[-1]["content"])
         if q and self.figure_words and "figure asked for" in messages[-1]["content"]:
             self.figure_asked.append(q.group(1))
             return 0.9 if any(w in q.group(1) for w in self.figure_words) else 0.1
-        if q:  # "does the passage answer the question": yes when they share three words
+        if q:  # "does the passage give the figure asked for", without a script: yes on three shared words
             shared = set(q.group(1).lower().split()) & set(q.group(2).lower().split())
             return 0.9 if len(shared) >= 3 else 0.1
+        if then_generate:  # "do the passages answer the question": yes when one shares three words with it
+            question = re.match(r"Question: (.*)\n", messages[-1]["content"]).group(1)
+            passages = re.findall(r"^\[\d+\] (.*)$", messages[-2]["content"], re.M)
+            asked = set(question.lower().split())
+            return 0.9 if any(len(set(p.lower().split()) & asked) >= 3 for p in passages) else 0.1
         m = re.search(r"Passage: (.*)\nClaim: (.*)\nDoes", messages[-1]["content"])
         passage, claim = m.group(1), m.group(2)
         self.judged.append((claim, passage))
@@ -205,7 +210,7 @@ def test_missing_model_falls_back_to_extractive(make_service, hash_embedder, mon
 
 def test_evidence_the_judge_finds_no_answer_in_is_refused_before_generating(make):
     answerer, model = make("The tunnel opened in 1987 [1].")
-    answerer.answerable = 0.95  # above what the scripted judge gives any passage
+    answerer.answerable = (0.95, 0.99)  # above what the scripted model gives any passage
     ans, deltas = _run(answerer, "When did the harbour tunnel open?")
     assert ans.abstained and deltas == [] and model.prompts == []
 

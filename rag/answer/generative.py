@@ -60,6 +60,9 @@ EXAMPLES: list[tuple[list[str], str, str]] = [
      "City engineers estimate about 90,000 vehicles a day [1]. The port authority says up to 120,000 use "
      "it on a weekday [3]."),
 ]
+# Asked after the answer's own prompt (see `answerability`); repeating the question helps the 1.5B model:
+# on SQuAD2 (bench/calibrate_answerable.py) the ROC AUC was 0.81 with it, 0.78 without.
+ANSWERABLE_ASK = "Question: {}\nDo the numbered passages above give the answer to this question? Reply Yes or No."
 CONFLICT_HINT = "Note: passages {} give different figures; state each one with its number."
 # A sentence of a document that addresses the model is data, but it is not evidence of anything either:
 # it never enters the prompt.
@@ -74,16 +77,16 @@ REFUSAL = re.compile(r"\b(do(es)? not (say|mention|state|contain)|not (mentioned
 _WANTS_NUMBER = re.compile(r"\b(how (many|much|long|old|far|fast)|number of|what (number|percentage|share|"
                            r"quantity|casualties|losses))\b", re.I)
 _NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
-# P(the evidence answers the question) below which the answerer refuses without generating. Chosen with
-# bench/calibrate_answerable.py on eval/labels.yaml (the eval's own questions, so the eval's refusal figure
-# for this answerer is optimistic): every answerable question scored >= 0.759; 4 of the 7 unanswerable
-# questions that reach the model scored 0.50-0.61, the other 3 0.76-0.98. 0.7 keeps a margin below the
-# lowest answerable score instead of the best cut (0.81), which drops one.
-ANSWERABLE = 0.7
-# Evidence scoring at least this needs no answerability call (it costs about 1 s before the first token):
-# on eval/labels.yaml the best sentence of every unanswerable question scored at most 0.82 (and the judge
-# passed that one anyway), while 11 of 41 answerable ones scored 0.85-0.95, each judged answering (P > 0.95).
-STRONG_EVIDENCE = 0.85
+# Does the evidence answer the question? First the model is asked in the context that then writes the
+# answer (`answerability`, about 0.15 s beyond the answer's own prompt). Below the first figure it refuses,
+# from the second up it answers; in between a separate judge prompt (`SupportJudge.answers`, about 0.6 s)
+# decides at SECOND_OPINION. Chosen with bench/calibrate_answerable.py on 200 SQuAD2 questions (not the
+# eval's own): of the 171 that pass the extractive refusal rules, 93 answerable and 78 not, this keeps 91
+# and refuses 31, asking the second judge for 42. The check it replaced (the second judge alone, skipped
+# for evidence scoring 0.85 or more) kept 91 and refused 29; the first check alone at 0.6 keeps 90 and
+# refuses 29. The evidence score does not separate them there (ROC AUC 0.54), so nothing skips the check.
+ANSWERABLE = (0.55, 0.65)
+SECOND_OPINION = 0.7
 _CLOSED = re.compile(r"\[\d+\][.!?][\"'”’)]*\s*$")
 # A conflict's sides are looked for among the sentences with figures scoring within this of the best
 # sentence, at most CONFLICT_PER_DOC of each document (each costs a judge call). On the seeds the side
@@ -134,7 +137,7 @@ class GenerativeAnswerer:
         max_passages: int = 3,
         evidence_margin: float = 0.12,
         max_tokens: int = 80,
-        answerable: float = ANSWERABLE,
+        answerable: tuple[float, float] = ANSWERABLE,
     ) -> None:
         self.llm = llm
         self.selector = selector
@@ -167,8 +170,7 @@ class GenerativeAnswerer:
             rest = [e for e in evidence if not _figures(e.text) and not any(_same(e.cand, s.cand) for s in sides)]
             evidence = sides + rest[: max(0, self.max_passages - len(sides))]
             conflict = list(range(len(sides)))
-        elif (evidence and evidence[0].cand.score < STRONG_EVIDENCE
-              and self.judge.answers(question, " ".join(e.text for e in evidence)) < self.answerable):
+        elif evidence and not self.answers(question, evidence):
             evidence = []  # on topic, but the judge finds no answer in it: refuse before generating
         if not evidence:
             ans = abstain(question)
@@ -221,6 +223,21 @@ class GenerativeAnswerer:
                 continue
             chosen.append(c)
         return [Evidence(c, clean_claim(c.text)) for c in chosen], cands
+
+    def answers(self, question: str, evidence: list[Evidence]) -> bool:
+        """Whether the evidence answers the question (see ANSWERABLE)."""
+        refuse_below, answer_from = self.answerable
+        p = self.answerability(question, evidence)
+        if p < refuse_below or p >= answer_from:
+            return p >= answer_from
+        return self.judge.answers(question, " ".join(e.text for e in evidence)) >= SECOND_OPINION
+
+    def answerability(self, question: str, evidence: list[Evidence]) -> float:
+        """P(the evidence answers the question): the model is asked right after the answer's own prompt,
+        in the context that then writes the answer, so the passages are evaluated once for both."""
+        self.judge.calls += 1
+        msgs = self.messages(question, evidence, None) + [{"role": "user", "content": ANSWERABLE_ASK.format(question)}]
+        return self.llm.yes_probability(msgs, then_generate=True)
 
     def conflict_sides(self, question: str, cands: list[Candidate]) -> list[Evidence] | None:
         """For a question asking for a figure: one sentence from each document that gives that figure,

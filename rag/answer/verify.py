@@ -139,7 +139,8 @@ class SupportJudge:
         return self.llm.yes_probability(judge_messages(sentence, passage))
 
     def answers(self, question: str, passage: str) -> float:
-        """Probability that the passage answers the question (used to pick among conflicting passages)."""
+        """Probability that the passage answers the question: the generative answerer's second opinion
+        when its first, cheaper check is unsure."""
         self.calls += 1
         msgs: list[Message] = [
             {"role": "system", "content": "Reply Yes if the passage answers the question, otherwise No. "
