@@ -123,3 +123,17 @@ def test_support_judge_separates_the_labeled_pairs(chat_model):
     pairs = support_pairs()[::3]  # every third pair: both labels, every kind of error, a CI-sized sample
     right = sum(judge.is_supported(p.sentence, p.passage) == p.supported for p in pairs)
     assert right >= 0.8 * len(pairs), f"{right} of {len(pairs)}"
+
+
+def test_the_check_asked_in_the_generation_context_leaves_the_answer_unchanged(chat_model, gen_service):
+    # The "does it answer" check runs where the answer is then written, so that llama.cpp reuses the
+    # passages it evaluated; what the model writes afterwards must be what it writes without the check.
+    answerer = gen_service.answerer
+    question = "In which city did Kim Jong Un visit a weapons factory?"
+    evidence = answerer.evidence(question, gen_service.search(question), gen_service.doc_text)
+    msgs = answerer.messages(question, evidence, None)
+    alone = "".join(chat_model.stream(msgs, max_tokens=30))
+    p = answerer.answerability(question, evidence)
+    after = "".join(chat_model.stream(msgs, max_tokens=30))
+    assert after == alone and "Pyongyang" in after
+    assert p >= answerer.answerable[0]

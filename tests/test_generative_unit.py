@@ -262,3 +262,16 @@ def test_generation_threads_setting(monkeypatch):
         monkeypatch.setenv("RAG_LLM_THREADS", bad)
         with pytest.raises(UsageError, match="RAG_LLM_THREADS"):
             _generation_threads()
+
+
+@pytest.mark.parametrize("first,second_asked,answered", [(0.9, False, True), (0.6, True, True), (0.3, False, False)])
+def test_the_second_judge_decides_only_when_the_first_check_is_unsure(make, first, second_asked, answered):
+    answerer, model = make("The tunnel opened in 1987 [1].")
+    asked = []
+    judge_answers = answerer.judge.answers
+    model.yes_probability = lambda msgs, then_generate=False: first if then_generate else 0.9
+    answerer.judge.answers = lambda q, p: asked.append(q) or judge_answers(q, p)
+    ans, _ = _run(answerer, "When did the harbour tunnel open?")
+    assert bool(asked) == second_asked
+    assert ans.abstained != answered
+
