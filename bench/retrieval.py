@@ -237,7 +237,7 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
                 continue
             r = Retriever(store, embedder, bm25=bm25)
             row = evaluate(run(r, as_of=m == "default-as-of"), qs, "",
-                           f"**default** (at most {PER_DOC} chunks a document"
+                           f"**default** (each document's best chunk first, at most {PER_DOC} a document"
                            + (f", --as-of question date, recency half-life {r.recency_half_life:g} days)"
                               if m == "default-as-of" else ")"), dataset)
         elif m in ("lower", "typo"):

@@ -246,7 +246,7 @@ def test_per_doc_limit_lets_other_documents_in(make_service, tmp_path, hash_embe
         r = Retriever(svc.store, hash_embedder, mode=mode, per_doc=1)
         hits = r.search("ferry timetable", 2)
         assert sorted(h.source for h in hits) == ["long", "short"], mode
-        unlimited = Retriever(svc.store, hash_embedder, mode=mode).search("ferry timetable", 2)
+        unlimited = Retriever(svc.store, hash_embedder, mode=mode, per_doc=0).search("ferry timetable", 2)
         assert [h.source for h in unlimited].count("long") == 2, mode
 
 
@@ -280,3 +280,15 @@ def test_bm25_file_is_local_and_named_after_the_server(tmp_path):
     a = bm25_folder(tmp_path, "rag", "http://127.0.0.1:8000")
     b = bm25_folder(tmp_path, "rag", "http://127.0.0.1:8001")
     assert a.parent == tmp_path and a != b and a.name == "bm25-127.0.0.1-8000-rag"
+
+
+def test_each_documents_best_chunk_comes_before_any_second_one(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder, chunking=ChunkingSettings(chunk_size=32, chunk_overlap=0))
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "long", "text": " ".join(f"Ferry timetable note {i} about the ferry timetable." for i in range(30))},
+        {"_id": "short", "text": "The ferry timetable changes in May."},
+    ]))
+    r = Retriever(svc.store, hash_embedder, per_doc=2)
+    # two documents (the short one a single chunk): both best chunks first, then the long one's second
+    assert sorted(h.source for h in r.search("ferry timetable", 2)) == ["long", "short"]
+    assert [h.source for h in r.search("ferry timetable", 5)] == ["long", "short", "long"]
