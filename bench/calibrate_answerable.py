@@ -30,16 +30,17 @@ def _scored(gen, svc, items) -> list[tuple[float, float, bool]]:  # type: ignore
     return out
 
 
-def _line(name: str, scored: list[tuple[float, float, bool]], band: tuple[float, float], second: float) -> str:
-    """How the rule fares: below the band refuse, above answer, inside ask the second judge."""
-    lo, hi = band
-    answered = [(p >= hi or (p >= lo and q >= second), a) for p, q, a in scored]
-    kept = sum(ok for ok, a in answered if a)
-    refused = sum(not ok for ok, a in answered if not a)
-    asked = sum(lo <= p < hi for p, _, _ in scored)
-    n_pos = sum(a for _, a in answered)
+def _line(name: str, scored: list[tuple[float, float, bool]], band: tuple[float, float]) -> str:
+    """How the answerer's refusal rule (`answered`) fares with this band."""
+    from rag.answer.generative import answered
+
+    asked: list[float] = []
+    decided = [(answered(p, band, lambda q=q: asked.append(q) or q), a) for p, q, a in scored]
+    kept = sum(ok for ok, a in decided if a)
+    refused = sum(not ok for ok, a in decided if not a)
+    n_pos = sum(a for _, a in decided)
     return (f"{name}: answerable kept {kept}/{n_pos}, unanswerable refused {refused}/{len(scored) - n_pos}, "
-            f"second judge asked {asked}/{len(scored)}")
+            f"second judge asked {len(asked)}/{len(scored)}")
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     from eval.labels import load_labels
     from eval.runner import index_public_set
     from rag.answer.extractive import ExtractiveAnswerer
-    from rag.answer.generative import ANSWERABLE, SECOND_OPINION, GenerativeAnswerer
+    from rag.answer.generative import ANSWERABLE, GenerativeAnswerer
     from rag.answer.verify import SupportJudge, best_threshold
     from rag.llm import load_chat_model
     from rag.service import Service
@@ -73,8 +74,7 @@ def main() -> None:
     print("first check alone, best cut (accuracy):", best_threshold([(p, a) for p, _, a in on_public]))
     print("second judge alone, best cut (accuracy):", best_threshold([(q, a) for _, q, a in on_public]))
     for band in sorted({ANSWERABLE, (0.5, 0.65), (0.55, 0.62), (0.58, 0.66), (0.6, 0.6), (0.0, 1.0)}):
-        print(f"band {band}  " + _line(args.dataset, on_public, band, SECOND_OPINION) + "  |  "
-              + _line("labeled", on_labels, band, SECOND_OPINION))
+        print(f"band {band}  " + _line(args.dataset, on_public, band) + "  |  " + _line("labeled", on_labels, band))
 
 
 if __name__ == "__main__":

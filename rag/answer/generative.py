@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,11 +226,8 @@ class GenerativeAnswerer:
 
     def answers(self, question: str, evidence: list[Evidence]) -> bool:
         """Whether the evidence answers the question (see ANSWERABLE)."""
-        refuse_below, answer_from = self.answerable
-        p = self.answerability(question, evidence)
-        if p < refuse_below or p >= answer_from:
-            return p >= answer_from
-        return self.judge.answers(question, " ".join(e.text for e in evidence)) >= SECOND_OPINION
+        return answered(self.answerability(question, evidence), self.answerable,
+                        lambda: self.judge.answers(question, " ".join(e.text for e in evidence)))
 
     def answerability(self, question: str, evidence: list[Evidence]) -> float:
         """P(the evidence answers the question): the model is asked right after the answer's own prompt,
@@ -370,6 +367,15 @@ def _ms(t0: float) -> int:
 def _user_turn(passages: list[str], question: str) -> str:
     lines = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
     return f"Passages:\n{lines}\n\nQuestion: {question}"
+
+
+def answered(first: float, band: tuple[float, float], second: Callable[[], float]) -> bool:
+    """The refusal rule of ANSWERABLE: under the band refuse, from its top answer, and inside it let the
+    second judge decide (`second` is called only then)."""
+    refuse_below, answer_from = band
+    if first < refuse_below or first >= answer_from:
+        return first >= answer_from
+    return second() >= SECOND_OPINION
 
 
 def split_first_sentence(text: str) -> tuple[str, str | None]:
