@@ -79,6 +79,8 @@ class BM25Index:
         self.dates: np.ndarray = np.array([], dtype="<U10")
         self._days = np.array([])  # `dates` as day numbers, for recency weights
         self._days_of: np.ndarray | None = None
+        self._doc_masks: dict[frozenset[str], np.ndarray] = {}  # see doc_mask
+        self._doc_masks_of = ""
         self.tokens: list[list[str]] = []
         self.print = ""
         self._bm25: Any = None
@@ -196,7 +198,12 @@ class BM25Index:
             *, correct: bool = True, weights: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The n best (chunk id, score) pairs with a positive score, among rows where `mask` is true,
         each score multiplied by its row's weight when `weights` is given."""
-        s = self.scores(query, correct=correct)
+        return self.best(self.scores(query, correct=correct), n, mask, weights=weights)
+
+    def best(self, scores: np.ndarray, n: int, mask: np.ndarray | None = None,
+             *, weights: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """`top` for scores already computed: one query's scores serve several masks."""
+        s = scores
         if mask is not None:
             s = np.where(mask, s, 0.0)
         if weights is not None:
@@ -233,6 +240,14 @@ class BM25Index:
         if not found:
             return ""
         return max(found, key=lambda w: (int(indptr[vocab[w] + 1] - indptr[vocab[w]]), w))
+
+    def doc_mask(self, doc_ids: frozenset[str]) -> np.ndarray:
+        """Rows of these documents (cached until the chunks change)."""
+        if self._doc_masks_of != self.print:
+            self._doc_masks, self._doc_masks_of = {}, self.print
+        if doc_ids not in self._doc_masks:
+            self._doc_masks[doc_ids] = np.fromiter((d in doc_ids for d in self.doc_ids), bool, len(self.doc_ids))
+        return self._doc_masks[doc_ids]
 
     def date_mask(self, as_of: str) -> np.ndarray:
         """Rows published on or before `as_of` (YYYY-MM-DD); undated rows are kept."""

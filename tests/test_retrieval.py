@@ -12,6 +12,7 @@ import rag.bm25 as bm25_module
 from rag.bm25 import BM25Index, normalise_date, recency_weight, tokenize
 from rag.config import ChunkingSettings
 from rag.errors import UsageError
+from rag.publishers import Publishers, title_publishers
 from rag.retrieve import Retriever, bm25_folder, rrf
 
 SHELLS = "001_03f627dd5a2244df.txt"
@@ -292,3 +293,63 @@ def test_each_documents_best_chunk_comes_before_any_second_one(make_service, tmp
     # two documents (the short one a single chunk): both best chunks first, then the long one's second
     assert sorted(h.source for h in r.search("ferry timetable", 2)) == ["long", "short"]
     assert [h.source for h in r.search("ferry timetable", 5)] == ["long", "short", "long"]
+
+
+# --- publishers a question names ------------------------------------------------------------------
+def test_title_publishers_are_the_named_parts_after_the_headline():
+    assert title_publishers("Apple defends Google deal - The Verge") == ["The Verge"]
+    assert title_publishers("Shoes to buy - The Independent - Life and Style") == ["The Independent",
+                                                                                    "Life and Style"]
+    assert title_publishers("Contraception demand up | CNN Business") == ["CNN Business"]
+    # no separator, a hyphenated word, the rest of a headline (lower case or long) are not names
+    assert title_publishers("Well-known bridge reopens") == []
+    assert title_publishers("Ukraine war - live updates") == []
+    assert title_publishers("Storm - What the council said about the harbour and the ferry") == []
+
+
+def test_a_question_names_publishers_as_written():
+    pubs = Publishers([("a", "Deal - The Verge"), ("b", "Phone - The Verge"), ("c", "Fares - CNN"),
+                       ("d", "Rates - CNN Business"), ("e", "Diet - FOX News - Health"), ("f", "Rain"),
+                       ("g", "Snow"), ("h", "Hail")])
+    assert pubs.named("Did The Verge and CNN report it?") == [frozenset("ab"), frozenset("c")]
+    # the longest name counts ("CNN Business", not "CNN"), a name running on into a longer one does not
+    assert pubs.named("According to CNN Business, rates rose") == [frozenset("d")]
+    assert pubs.named("What did the World Health Organization say?") == []
+    assert pubs.named("Did FOX News - Health say so?") == [frozenset("e")]  # two names, one set of documents
+    assert pubs.named("did the verge report it?") == []  # a name counts as written
+
+
+def test_a_name_most_documents_carry_narrows_nothing():
+    pubs = Publishers([("a", "Deal - Daily Planet"), ("b", "Phone - Daily Planet"), ("c", "Rain")])
+    assert pubs.named("What did Daily Planet say?") == []
+
+
+def _publisher_corpus(tmp_path):
+    strong = "Harbour ferry fares rose; the harbour ferry timetable and ferry fares changed at the harbour."
+    return _records(tmp_path, [
+        *({"_id": f"planet-{i}", "title": f"Ferry fares {i} - Daily Planet", "text": strong, "publish_date":
+           "2022/06/01"} for i in range(4)),
+        {"_id": "verge-ferry", "title": "Commuters pay more - The Verge", "publish_date": "2022/06/10",
+         "text": "Commuters paid more for the harbour boat this week."},
+        *({"_id": f"verge-{i}", "title": f"Gadgets {i} - The Verge", "publish_date": "2022/06/01",
+           "text": f"Phone number {i} launched with a new camera."} for i in range(3)),
+        *({"_id": f"other-{i}", "title": f"Weather {i}", "text": "Rain fell on the hills."} for i in range(4)),
+    ])
+
+
+def test_a_named_publishers_article_is_found_among_stronger_matches(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_publisher_corpus(tmp_path))
+    question = "Did The Verge report that harbour ferry fares rose and the harbour ferry timetable changed?"
+    plain = Retriever(svc.store, hash_embedder, publishers=False)
+    assert "verge-ferry" not in _sources(plain, question, 3)
+    named = Retriever(svc.store, hash_embedder)
+    assert "verge-ferry" in _sources(named, question, 3)
+    # the named ranking keeps to the date limit; a question naming no publisher ranks as before
+    assert "verge-ferry" not in _sources_as_of(named, question, 3, "2022-06-05")
+    other = "Did they report that harbour ferry fares rose and the harbour ferry timetable changed?"
+    assert _sources(named, other, 5) == _sources(plain, other, 5)
+
+
+def _sources_as_of(r: Retriever, query: str, k: int, as_of: str) -> list[str]:
+    return [h.source for h in r.search(query, k, as_of=as_of)]
