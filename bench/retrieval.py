@@ -164,7 +164,8 @@ def main() -> None:
     ap.add_argument("--methods", default="bm25,dense,hybrid",
                     help="comma list of bm25, dense, hybrid, hybrid-wW (BM25 weight W), hybrid-docN (N chunks "
                     "a document), as-of, recencyH[-docN] (as-of with half-life H days), default, "
-                    "default-as-of, default-nonames (default without publisher rankings), lower, typo")
+                    "default-as-of, default-nonames (default without the rankings of named publishers and days), "
+                    "default-nodays (without those of named days), lower, typo")
     ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -204,10 +205,10 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
 
     def retr(mode: str, w: float = 1.0, spell: bool = True, per_doc: int = 0,
              cands: int = CANDIDATES, half_life: float = 0.0) -> Retriever:
-        # rows are unlimited per document, without a recency prior and without publisher rankings unless
-        # they say so
+        # rows are unlimited per document, without a recency prior and without rankings of the publishers
+        # and days a question names unless they say so
         return Retriever(store, embedder, mode=mode, bm25=bm25, bm25_weight=w, spell=spell, per_doc=per_doc,
-                         candidates=cands, recency_half_life=half_life, publishers=False)
+                         candidates=cands, recency_half_life=half_life, publishers=False, days=False)
 
     for m in methods:
         if m in ("bm25", "dense", "hybrid"):
@@ -241,9 +242,10 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
                            f"**default** (each document's best chunk first, at most {PER_DOC} a document"
                            + (f", --as-of question date, recency half-life {r.recency_half_life:g} days)"
                               if m == "default-as-of" else ")"), dataset)
-        elif m == "default-nonames":
-            r = Retriever(store, embedder, bm25=bm25, publishers=False)
-            row = evaluate(run(r), qs, "", "default without publisher rankings", dataset)
+        elif m in ("default-nonames", "default-nodays"):
+            r = Retriever(store, embedder, bm25=bm25, publishers=m == "default-nodays", days=False)
+            row = evaluate(run(r), qs, "", "default without rankings of named " +
+                           ("days" if m == "default-nodays" else "publishers and days"), dataset)
         elif m in ("lower", "typo"):
             variant = "lower case" if m == "lower" else "misspelled"
             for mode in ("bm25", "dense", "hybrid"):

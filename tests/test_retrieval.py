@@ -12,7 +12,7 @@ import rag.bm25 as bm25_module
 from rag.bm25 import BM25Index, normalise_date, recency_weight, tokenize
 from rag.config import ChunkingSettings
 from rag.errors import UsageError
-from rag.publishers import Publishers, title_publishers
+from rag.named import Publishers, named_dates, title_publishers
 from rag.retrieve import Retriever, bm25_folder, rrf
 
 SHELLS = "001_03f627dd5a2244df.txt"
@@ -353,3 +353,21 @@ def test_a_named_publishers_article_is_found_among_stronger_matches(make_service
 
 def _sources_as_of(r: Retriever, query: str, k: int, as_of: str) -> list[str]:
     return [h.source for h in r.search(query, k, as_of=as_of)]
+
+
+def test_named_dates_reads_the_usual_forms():
+    assert named_dates("The Verge on 2023-11-24 and Wired on 2023/11/25") == ["2023-11-24", "2023-11-25"]
+    assert named_dates("On October 22, 2023, then Dec. 15 2023 and the 7th of March 2023") == [
+        "2023-10-22", "2023-12-15", "2023-03-07"]
+    # a month without a day, an impossible day and a word that starts like a month name no day
+    assert named_dates("In May 2023, on 31 February 2023, the mayor 3, 2023 said") == []
+
+
+def test_an_article_of_the_day_a_question_names_is_found_among_stronger_matches(make_service, tmp_path,
+                                                                                hash_embedder):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_publisher_corpus(tmp_path))
+    question = ("On June 10, 2022, was it reported that harbour ferry fares rose and the harbour ferry timetable "
+                "changed?")
+    assert "verge-ferry" not in _sources(Retriever(svc.store, hash_embedder, days=False), question, 3)
+    assert "verge-ferry" in _sources(Retriever(svc.store, hash_embedder), question, 3)
