@@ -165,7 +165,7 @@ def main() -> None:
                     help="comma list of bm25, dense, hybrid, hybrid-wW (BM25 weight W), hybrid-docN (N chunks "
                     "a document), as-of, recencyH[-docN] (as-of with half-life H days), default, "
                     "default-as-of, default-nonames (default without the rankings of named publishers and days), "
-                    "default-nodays (without those of named days), lower, typo")
+                    "default-nodays (without those of named days), default-lower (lower-case questions), lower, typo")
     ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -242,6 +242,8 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
                            f"**default** (each document's best chunk first, at most {PER_DOC} a document"
                            + (f", --as-of question date, recency half-life {r.recency_half_life:g} days)"
                               if m == "default-as-of" else ")"), dataset)
+        elif m == "default-lower":
+            row = evaluate(run(Retriever(store, embedder, bm25=bm25)), qs, "lower case", "default", dataset)
         elif m in ("default-nonames", "default-nodays"):
             r = Retriever(store, embedder, bm25=bm25, publishers=m == "default-nodays", days=False)
             row = evaluate(run(r), qs, "", "default without rankings of named " +
