@@ -165,7 +165,8 @@ def main() -> None:
                     help="comma list of bm25, dense, hybrid, hybrid-wW (BM25 weight W), hybrid-docN (N chunks "
                     "a document), as-of, recencyH[-docN] (as-of with half-life H days), default, "
                     "default-as-of, default-nonames (default without the rankings of named publishers and days), "
-                    "default-nodays (without those of named days), default-lower (lower-case questions), lower, typo")
+                    "default-nodays (without those of named days), default-lower (lower-case questions), "
+                    "default-scores, default-as-of-scores (default with score fusion), lower, typo")
     ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -234,14 +235,16 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
             row = evaluate(run(retr("hybrid", half_life=float(hl), per_doc=int(doc or 0)), as_of=True), qs, "",
                            f"hybrid, --as-of question date, recency half-life {hl} days"
                            + (f", at most {doc} chunks a document" if doc else ""), dataset)
-        elif m in ("default", "default-as-of"):  # the Retriever exactly as `rag ask` builds it
-            if m == "default-as-of" and not any(q.date for q in qs):
+        elif m in ("default", "default-as-of", "default-scores", "default-as-of-scores"):  # as `rag ask` has it
+            as_of = m.startswith("default-as-of")
+            if as_of and not any(q.date for q in qs):
                 continue
-            r = Retriever(store, embedder, bm25=bm25)
-            row = evaluate(run(r, as_of=m == "default-as-of"), qs, "",
-                           f"**default** (each document's best chunk first, at most {PER_DOC} a document"
+            r = Retriever(store, embedder, bm25=bm25, **({"fusion": "scores"} if m.endswith("-scores") else {}))
+            row = evaluate(run(r, as_of=as_of), qs, "",
+                           f"**default** (each document's best chunk first, at most {PER_DOC} a document, "
+                           f"{r.fusion} fusion"
                            + (f", --as-of question date, recency half-life {r.recency_half_life:g} days)"
-                              if m == "default-as-of" else ")"), dataset)
+                              if as_of else ")"), dataset)
         elif m == "default-lower":
             row = evaluate(run(Retriever(store, embedder, bm25=bm25)), qs, "lower case", "default", dataset)
         elif m in ("default-nonames", "default-nodays"):

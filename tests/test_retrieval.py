@@ -13,7 +13,7 @@ from rag.bm25 import BM25Index, normalise_date, recency_weight, tokenize
 from rag.config import ChunkingSettings
 from rag.errors import UsageError
 from rag.named import Publishers, named_dates, title_publishers
-from rag.retrieve import Retriever, bm25_folder, rrf
+from rag.retrieve import Retriever, bm25_folder, fuse_scores, rrf
 
 SHELLS = "001_03f627dd5a2244df.txt"
 
@@ -34,6 +34,23 @@ def test_rrf_weights_tip_the_balance():
 
 def test_rrf_ties_break_by_id_so_results_are_stable():
     assert [i for i, _ in rrf([["y", "x"], ["x", "y"]])] == ["x", "y"]
+
+
+def test_score_fusion_scales_each_side_and_mixes_them():
+    dense = [("a", 0.9), ("b", 0.8), ("c", 0.5)]
+    keyword = [("c", 12.0), ("b", 10.0), ("d", 2.0)]
+    fused = dict(fuse_scores(dense, keyword))
+    # each side scaled to 0-1 over its candidates (a: 1 dense; b: 0.75 dense, 0.8 BM25; c: 0 dense, 1 BM25)
+    assert fused == pytest.approx({"a": 0.5, "b": 0.775, "c": 0.5, "d": 0.0})
+    assert [cid for cid, _ in fuse_scores(dense, keyword)][:1] == ["b"]  # good on both sides beats best on one
+    assert fuse_scores(dense, keyword, keyword_share=1.0)[0][0] == "c"
+
+
+def test_score_fusion_adds_the_named_rankings():
+    fused = dict(fuse_scores([("a", 0.9), ("b", 0.1)], [], [["b"], ["x", "b"]]))
+    # b: 0 on the dense side, 0.5 at rank 1 of one named ranking and a little less at rank 2 of another
+    assert fused["b"] == pytest.approx(0.5 + 0.5 * 61 / 62)
+    assert fused["b"] > fused["a"] == pytest.approx(0.5) and fused["x"] == pytest.approx(0.5)
 
 
 def test_tokenize_folds_case_plurals_and_stop_words():
@@ -325,10 +342,12 @@ def test_a_name_most_documents_carry_narrows_nothing():
 
 
 def _publisher_corpus(tmp_path):
-    strong = "Harbour ferry fares rose; the harbour ferry timetable and ferry fares changed at the harbour."
+    stronger = ["Harbour ferry fares rose; the harbour ferry timetable and ferry fares changed at the harbour.",
+                "Harbour ferry fares rose and the ferry timetable changed.", "Ferry fares rose.",
+                "The harbour ferry timetable changed."]
     return _records(tmp_path, [
-        *({"_id": f"planet-{i}", "title": f"Ferry fares {i} - Daily Planet", "text": strong, "publish_date":
-           "2022/06/01"} for i in range(4)),
+        *({"_id": f"planet-{i}", "title": f"Ferry fares {i} - Daily Planet", "text": text, "publish_date":
+           "2022/06/01"} for i, text in enumerate(stronger)),
         {"_id": "verge-ferry", "title": "Commuters pay more - The Verge", "publish_date": "2022/06/10",
          "text": "Commuters paid more for the harbour boat this week."},
         *({"_id": f"verge-{i}", "title": f"Gadgets {i} - The Verge", "publish_date": "2022/06/01",
@@ -337,16 +356,18 @@ def _publisher_corpus(tmp_path):
     ])
 
 
-def test_a_named_publishers_article_is_found_among_stronger_matches(make_service, tmp_path, hash_embedder):
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
+def test_a_named_publishers_article_is_found_among_stronger_matches(make_service, tmp_path, hash_embedder,
+                                                                   fusion):
     svc = make_service(embedder=hash_embedder)
     svc.ingest(jsonl=_publisher_corpus(tmp_path))
     question = "Did The Verge report that harbour ferry fares rose and the harbour ferry timetable changed?"
-    plain = Retriever(svc.store, hash_embedder, publishers=False)
-    assert "verge-ferry" not in _sources(plain, question, 3)
-    named = Retriever(svc.store, hash_embedder)
-    assert "verge-ferry" in _sources(named, question, 3)
+    plain = Retriever(svc.store, hash_embedder, publishers=False, fusion=fusion)
+    assert "verge-ferry" not in _sources(plain, question, 4)
+    named = Retriever(svc.store, hash_embedder, fusion=fusion)
+    assert "verge-ferry" in _sources(named, question, 4)
     # the named ranking keeps to the date limit; a question naming no publisher ranks as before
-    assert "verge-ferry" not in _sources_as_of(named, question, 3, "2022-06-05")
+    assert "verge-ferry" not in _sources_as_of(named, question, 4, "2022-06-05")
     other = "Did they report that harbour ferry fares rose and the harbour ferry timetable changed?"
     assert _sources(named, other, 5) == _sources(plain, other, 5)
 
@@ -363,11 +384,12 @@ def test_named_dates_reads_the_usual_forms():
     assert named_dates("In May 2023, on 31 February 2023, the mayor 3, 2023 said") == []
 
 
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
 def test_an_article_of_the_day_a_question_names_is_found_among_stronger_matches(make_service, tmp_path,
-                                                                                hash_embedder):
+                                                                                hash_embedder, fusion):
     svc = make_service(embedder=hash_embedder)
     svc.ingest(jsonl=_publisher_corpus(tmp_path))
     question = ("On June 10, 2022, was it reported that harbour ferry fares rose and the harbour ferry timetable "
                 "changed?")
-    assert "verge-ferry" not in _sources(Retriever(svc.store, hash_embedder, days=False), question, 3)
-    assert "verge-ferry" in _sources(Retriever(svc.store, hash_embedder), question, 3)
+    assert "verge-ferry" not in _sources(Retriever(svc.store, hash_embedder, days=False, fusion=fusion), question, 4)
+    assert "verge-ferry" in _sources(Retriever(svc.store, hash_embedder, fusion=fusion), question, 4)
