@@ -35,6 +35,9 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 # Judge contexts (LocalModel): each holds a KV cache of 1,024 tokens (28 MB) and its compute buffers; the
 # weights are the same memory-mapped file for all.
 JUDGE_CONTEXTS = 3
+# Writing contexts: the answers, and the rewrites of follow-up questions (in the answers' context, a rewrite
+# evicted the answer prompt's few-shot prefix: the next answer re-evaluated about 300 tokens, 2 s).
+WRITER_CONTEXTS = 2
 # Prompt lookup decoding: how many tokens of the prompt it proposes at a time (see LocalModel).
 GUESSES = 10
 
@@ -138,12 +141,12 @@ class ChatModel(Protocol):
 class LocalModel:
     """The bundled GGUF on llama-cpp-python, through llama-index's `LlamaCPP`.
 
-    llama.cpp contexts share the weights file (memory-mapped): one writes answers, and each kind of yes/no
-    judgement (support, answerability, a conflict's figure; told apart by their system prompt) gets its
-    own, up to JUDGE_CONTEXTS. Each keeps its fixed prompt prefix (few-shot examples, judge instructions)
-    evaluated in its KV cache, so a question only pays for its own tokens: with one judge context, the
-    answerability call before generation evicted the support judge's prefix (about 170 tokens, 1 s on two
-    cores) on every question.
+    llama.cpp contexts share the weights file (memory-mapped). Each kind of prompt, told apart by its
+    system prompt, gets its own context: answers and question rewrites (up to WRITER_CONTEXTS), and each
+    kind of yes/no judgement (support, answerability, a conflict's figure; up to JUDGE_CONTEXTS). Each
+    keeps its fixed prompt prefix (few-shot examples, judge instructions) evaluated in its KV cache, so a
+    question only pays for its own tokens: with one judge context, the answerability call before
+    generation evicted the support judge's prefix (about 170 tokens, 1 s on two cores) on every question.
     """
 
     name = "local"
@@ -168,27 +171,31 @@ class LocalModel:
         # the ones the model agrees with: 1.4x faster generation on the labeled set (README, generative
         # latency). The guesses need every position's logits (`logits_all`, set here too: llama-cpp-python
         # sizes its logits array from the argument, not from the draft model).
-        gen = {**kw, "logits_all": True, "draft_model": LlamaPromptLookupDecoding(max_ngram_size=2,
-                                                                                   num_pred_tokens=GUESSES)}
-        self.llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
-                            context_window=n_ctx, model_kwargs=gen,
-                            messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
-        self.llm._model.__class__ = _prompt_logits_last(type(self.llm._model))
-        self._judge = Llama(model_path=str(path), n_ctx=1024, **kw)
-        self._judges: dict[str, Any] = {}  # system prompt -> its llama.cpp context
-        self._new_judge = lambda: Llama(model_path=str(path), n_ctx=1024, **kw)
+        def writer() -> Any:
+            gen = {**kw, "logits_all": True,
+                   "draft_model": LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=GUESSES)}
+            llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
+                           context_window=n_ctx, model_kwargs=gen,
+                           messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
+            llm._model.__class__ = _prompt_logits_last(type(llm._model))
+            return llm
+
+        self._writers = _PerPrompt(writer, WRITER_CONTEXTS)  # llama-index LLMs
+        self._judges = _PerPrompt(lambda: Llama(model_path=str(path), n_ctx=1024, **kw), JUDGE_CONTEXTS)
+        self.llm = self._writers.first
         self._gen_lock = threading.Lock()
         self._judge_lock = threading.Lock()
-        tok = self._judge.tokenize
+        tok = self._judges.first.tokenize
         self._yes = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("Yes", " Yes", "yes")]
         self._no = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("No", " No", "no")]
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
                stop: Sequence[str] = ()) -> Iterator[str]:
         with self._gen_lock:
+            llm = self._writers.get(messages)
             # LlamaCPP reads its per-call options from `generate_kwargs` (it ignores call keywords)
-            self.llm.generate_kwargs.update(max_tokens=max_tokens, stop=list(stop) or None)
-            for r in self.llm.stream_complete(chatml(messages), formatted=True):
+            llm.generate_kwargs.update(max_tokens=max_tokens, stop=list(stop) or None)
+            for r in llm.stream_complete(chatml(messages), formatted=True):
                 if r.delta:
                     yield r.delta
 
@@ -202,23 +209,33 @@ class LocalModel:
 
         # In the generation context, the question's passages stay evaluated for the answer that follows
         # (llama.cpp keeps the longest common prefix of consecutive prompts).
-        lock, context = ((self._gen_lock, self.llm._model) if then_generate
-                         else (self._judge_lock, self._judge_for(messages)))
+        lock, context = ((self._gen_lock, self._writers.get(messages)._model) if then_generate
+                         else (self._judge_lock, self._judges.get(messages)))
         with lock:
             context.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
                                       logits_processor=[capture])  # type: ignore[list-item]
         return captured[0]
 
-    def _judge_for(self, messages: Sequence[Message]) -> Any:
-        """The context kept for this system prompt (the first judge context once JUDGE_CONTEXTS are in use)."""
+
+class _PerPrompt:
+    """Model contexts kept one per system prompt, made when first needed; once `limit` are in use, the
+    first is shared by the rest."""
+
+    def __init__(self, make: Any, limit: int) -> None:
+        self.make = make
+        self.limit = limit
+        self.first = make()
+        self.by_prompt: dict[str, Any] = {}
+
+    def get(self, messages: Sequence[Message]) -> Any:
         key = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-        judge = self._judges.get(key)
-        if judge is None:
-            if len(self._judges) >= JUDGE_CONTEXTS:
-                return self._judge
-            judge = self._judge if not self._judges else self._new_judge()
-            self._judges[key] = judge
-        return judge
+        context = self.by_prompt.get(key)
+        if context is None:
+            if len(self.by_prompt) >= self.limit:
+                return self.first
+            context = self.first if not self.by_prompt else self.make()
+            self.by_prompt[key] = context
+        return context
 
 
 def _prompt_logits_last(llama_class: type) -> type:
