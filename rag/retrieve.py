@@ -145,8 +145,10 @@ class Retriever:
             # question (words the BM25 vocabulary lacks, one edit from a word it has).
             text = self.bm25.spell(query) if self.mode == "hybrid" and self.spell else query
             vector = self.embedder.embed_array([text], is_query=True)[0].tolist()
-            # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them.
-            dense = self.store.query(vector, n * 4 if date else n)
+            # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them: twice as
+            # many. RealTimeQA --as-of, hit@5 / MRR@10 / p50: 0.929 / 0.761 / 54 ms at 4x, 0.920 / 0.754 /
+            # 40 ms at 3x, 0.929 / 0.753 / 30 ms at 2x (README, Retrieval, session 4).
+            dense = self.store.query(vector, n * 2 if date else n)
             if date:
                 dense = [h for h in dense if _published_by(h.publish_date, date)]
                 if self.recency_half_life:
