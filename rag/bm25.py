@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import numpy as np
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 FETCH_BATCH = 2000
 TITLES = True
-# Changes to what is indexed change this, so that state files written before are rebuilt.
-FORMAT = "v2-titles"
+# Changes to what is indexed change this, so that state files written before are rebuilt (v3: impossible
+# publish dates are stored as none, where v2 kept them and every dated search failed on them).
+FORMAT = "v3-titles"
 # Another process may replace a document without changing the chunk count; the full id comparison
 # (a few hundred ms at 30,000 chunks) runs at most this often to notice.
 FULL_CHECK_SECONDS = 60.0
@@ -295,6 +297,12 @@ def _edits1(word: str) -> set[str]:
 
 
 def normalise_date(value: str) -> str:
-    """YYYY-MM-DD from the date forms the corpora use (2022/06/12, 2022-06-12T10:00:00, ...), else ""."""
+    """YYYY-MM-DD from the date forms the corpora use (2022/06/12, 2022-06-12T10:00:00, ...), else "" (also
+    for a day the calendar lacks, such as 2023-02-30: a document dated so counts as undated)."""
     m = re.match(r"\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", value)
-    return f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}" if m else ""
+    if not m:
+        return ""
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
+    except ValueError:
+        return ""

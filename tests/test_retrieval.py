@@ -226,8 +226,19 @@ def test_as_of_setting_applies_and_a_bad_date_is_refused(make_service, tmp_path,
         {"_id": "new", "text": "The mayor closed the bridge.", "publish_date": "2022/07/01"},
     ]))
     assert [h.source for h in svc.search("mayor bridge", 5)] == ["old"]
-    with pytest.raises(UsageError, match="not a date"):
-        svc.search("mayor bridge", 5, as_of="last week")
+    for bad in ("last week", "2025-13-01", "2023-02-30"):
+        with pytest.raises(UsageError, match="not a date"):
+            svc.search("mayor bridge", 5, as_of=bad)
+
+
+def test_a_document_with_an_impossible_date_counts_as_undated(make_service, tmp_path, hash_embedder):
+    svc = make_service(embedder=hash_embedder)
+    svc.ingest(jsonl=_records(tmp_path, [
+        {"_id": "odd", "text": "The mayor opened the bridge.", "publish_date": "2023-02-30"},
+        {"_id": "new", "text": "The mayor closed the bridge.", "publish_date": "2023-03-10"},
+    ]))
+    assert normalise_date("2023-02-30") == "" and normalise_date("2023/2/28") == "2023-02-28"
+    assert [h.source for h in svc.search("mayor bridge", 5, as_of="2023-03-05")] == ["odd"]
 
 
 def test_date_mask_keeps_undated_rows():
