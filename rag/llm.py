@@ -12,6 +12,7 @@ they are joined in order into a cache folder once, checked against the official 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import math
@@ -238,6 +239,7 @@ class _PerPrompt:
         return context
 
 
+@functools.cache  # one subclass for all writing contexts
 def _prompt_logits_last(llama_class: type) -> type:
     """`Llama` that computes a prompt's logits for its last token only, and every position's for the
     batches of guessed tokens that prompt lookup decoding checks.
