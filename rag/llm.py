@@ -165,8 +165,10 @@ class LocalModel:
         # One thread for generation by default (each token is small; a second thread only waits on a busy
         # 2-core machine; RAG_LLM_THREADS=2 on an idle one), two for prompt evaluation (large matrix work
         # that does use both cores).
+        # Flash attention: llama.cpp's fused attention kernel (exact, not an approximation): in a
+        # microbenchmark 78 -> 69 ms a generated token and 0.81 -> 0.77 s for a 135-token prompt.
         kw: dict[str, Any] = {"n_threads": _generation_threads(), "n_threads_batch": 2,
-                              "n_batch": 512, "verbose": False, "seed": 0}
+                              "n_batch": 512, "flash_attn": True, "verbose": False, "seed": 0}
         # Prompt lookup decoding: answers restate their passages, so the next few tokens are often a run
         # of the prompt; llama.cpp checks up to GUESSES such guesses in one batch (on both cores) and keeps
         # the ones the model agrees with: 1.4x faster generation on the labeled set (README, generative
