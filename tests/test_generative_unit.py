@@ -47,7 +47,7 @@ class ScriptedModel:
         self.figure_words: set[str] = set()  # when set: a passage gives the figure asked for iff it has one
         self.figure_asked: list[str] = []
 
-    def stream(self, messages, *, max_tokens=200, stop=()):
+    def stream(self, messages, *, max_tokens=200, stop=(), start_yes=False):
         self.prompts.append(messages[-1]["content"])
         # in pieces of a few characters, as a model streams
         for i in range(0, len(self.reply), 7):
@@ -62,8 +62,8 @@ class ScriptedModel:
             shared = set(q.group(1).lower().split()) & set(q.group(2).lower().split())
             return 0.9 if len(shared) >= 3 else 0.1
         if then_generate:  # "do the passages answer the question": yes when one shares three words with it
-            question = re.match(r"Question: (.*)\n", messages[-1]["content"]).group(1)
-            passages = re.findall(r"^\[\d+\] (.*)$", messages[-2]["content"], re.M)
+            question = re.search(r"\nQuestion: (.*)$", messages[-1]["content"]).group(1)
+            passages = re.findall(r"^\[\d+\] (.*)$", messages[-1]["content"], re.M)
             asked = set(question.lower().split())
             return 0.9 if any(len(set(p.lower().split()) & asked) >= 3 for p in passages) else 0.1
         m = re.search(r"Passage: (.*)\nClaim: (.*)\nDoes", messages[-1]["content"])
@@ -119,6 +119,21 @@ def test_supported_sentences_stream_with_renumbered_exact_citations(make):
     assert ans.citations[0].quote == "The harbour tunnel opened in 1987 after a long debate."
     _check_citations(ans)
     assert ans.timings["judge_calls"] >= 1
+
+
+def test_the_verdict_word_is_never_shown(make):
+    answerer, model = make("Yes. The tunnel opened in 1987 [2].")
+    ans, deltas = _run(answerer, "When did the harbour tunnel open?")
+    assert ans.answer == "The tunnel opened in 1987 [1]."
+    assert deltas == ["The tunnel opened in 1987 [1]."]
+
+
+def test_a_sentence_cut_by_the_token_limit_is_not_shown(make):
+    # the limit stopped the model mid-sentence: what it wrote so far is not a claim, even where the
+    # passage holds every word of it
+    answerer, _ = make("Yes. The tunnel opened in 1987 [2]. The harbour tunnel opened in")
+    ans, _ = _run(answerer, "When did the harbour tunnel open?")
+    assert ans.answer == "The tunnel opened in 1987 [1]."
 
 
 def test_wrong_marker_is_recited_to_the_supporting_passage(make):
