@@ -166,7 +166,8 @@ def main() -> None:
                     "a document), as-of, recencyH[-docN] (as-of with half-life H days), default, "
                     "default-as-of, default-nonames (default without the rankings of named publishers and days), "
                     "default-nodays (without those of named days), default-lower (lower-case questions), "
-                    "default-scores, default-as-of-scores (default with score fusion), lower, typo")
+                    "default-rrf, default-as-of-rrf, default-scores, default-as-of-scores (default with that fusion), "
+                    "lower, typo")
     ap.add_argument("--speed", default="", help="comma list of models to time (passages/s) instead")
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -188,7 +189,7 @@ def main() -> None:
 def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder, methods: list[str]) -> None:  # noqa: ANN001
     """Print one table row per method for one dataset."""
     from rag.bm25 import BM25Index
-    from rag.retrieve import CANDIDATES, PER_DOC, Retriever, bm25_folder
+    from rag.retrieve import CANDIDATES, FUSION, PER_DOC, Retriever, bm25_folder
 
     store = build_store(model, chunking, DATASET_CORPORA[dataset])
     t0 = time.perf_counter()
@@ -235,11 +236,12 @@ def bench_dataset(dataset: str, model: str, chunking: ChunkingSettings, embedder
             row = evaluate(run(retr("hybrid", half_life=float(hl), per_doc=int(doc or 0)), as_of=True), qs, "",
                            f"hybrid, --as-of question date, recency half-life {hl} days"
                            + (f", at most {doc} chunks a document" if doc else ""), dataset)
-        elif m in ("default", "default-as-of", "default-scores", "default-as-of-scores"):  # as `rag ask` has it
+        elif m.removesuffix("-rrf").removesuffix("-scores") in ("default", "default-as-of"):  # as `rag ask` has it
             as_of = m.startswith("default-as-of")
             if as_of and not any(q.date for q in qs):
                 continue
-            r = Retriever(store, embedder, bm25=bm25, **({"fusion": "scores"} if m.endswith("-scores") else {}))
+            fusion = m.rpartition("-")[2] if m.endswith(("-rrf", "-scores")) else FUSION
+            r = Retriever(store, embedder, bm25=bm25, fusion=fusion)
             row = evaluate(run(r, as_of=as_of), qs, "",
                            f"**default** (each document's best chunk first, at most {PER_DOC} a document, "
                            f"{r.fusion} fusion"

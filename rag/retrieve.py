@@ -1,7 +1,7 @@
 """Retrieval: a question in, the best chunks out.
 
 Hybrid by default: BM25 (rag/bm25.py, bm25s) and dense search (Chroma) each rank their best candidates,
-and reciprocal rank fusion merges the two lists. Why: on RealTimeQA news questions BM25 finds rare names
+and their scores, each scaled to 0-1, are mixed (`fuse_scores`; reciprocal rank fusion is the other choice). Why: on RealTimeQA news questions BM25 finds rare names
 and numbers that MiniLM blurs, and MiniLM finds paraphrases BM25 misses; the measured table is in the
 README (Results, Retrieval). `as_of` keeps only documents published on or before a date (undated ones
 stay), since a news question is asked at a point in time. Each publisher ("did The Verge report ...") and
@@ -47,11 +47,12 @@ RECENCY_HALF_LIFE = 30.0
 NAMED_DEPTH = 10
 # In score fusion, a named ranking's first chunk gains this much (on the 0-1 scale of the two sides' mix).
 NAMED_SHARE = 0.5
-# How the two sides (and the named rankings) are merged: "rrf" or "scores" (fuse_scores). Scores gave
-# SQuAD2 hit@1 0.934 against RRF's 0.905, RealTimeQA --as-of hit@5 / MRR@10 0.929 / 0.766 against 0.929 /
-# 0.761, MultiHop recall@10 0.922 against 0.915, but RealTimeQA without a date recall@10 0.790 against 0.812,
-# and the labeled eval's extractive answers changed so that a must-pass question failed (README, run D).
-FUSION = "rrf"
+# How the two sides (and the named rankings) are merged: "rrf" or "scores" (fuse_scores). One run each
+# (README, Retrieval, run F), scores against RRF: SQuAD2 hit@1 0.934 / 0.905 (hit@10 0.983 / 0.992),
+# RealTimeQA --as-of hit@5 / MRR@10 0.911 / 0.758 against 0.929 / 0.753, MultiHop recall@10 0.922 / 0.914,
+# RealTimeQA without a date recall@10 0.790 / 0.821. RRF ranks a strong BM25 match no higher than a weak
+# one of the same rank; scores keep the margin, which SQuAD's wording-close questions need.
+FUSION = "scores"
 FUSIONS = ("rrf", "scores")
 # The usual RRF constant: a rank-1 hit from one side outweighs a rank-5 hit from both only slightly.
 RRF_K = 60

@@ -26,7 +26,8 @@ DOC_B = ("Port officials said the harbour tunnel is busy. According to the port 
 DOC_C = ("Port officials said that 300 vehicles that cross the harbour tunnel each day are fined. According "
          "to the port authority, up to 120,000 vehicles cross the harbour tunnel each day.")
 DOC_D = "The U.S. Army says the harbour tunnel opened in 1987 after a long debate."
-TEXTS = {"a": DOC_A, "b": DOC_B, "c": DOC_C, "d": DOC_D}
+DOC_E = "Port officials said that many vehicles cross the harbour tunnel each day."
+TEXTS = {"a": DOC_A, "b": DOC_B, "c": DOC_C, "d": DOC_D, "e": DOC_E}
 
 
 def _hit(doc_id: str) -> Hit:
@@ -227,6 +228,12 @@ def test_evidence_the_judge_finds_no_answer_in_is_refused_before_generating(make
     answerer, model = make("The tunnel opened in 1987 [1].")
     answerer.answerable = (0.95, 0.99)  # above what the scripted model gives any passage
     ans, deltas = _run(answerer, "When did the harbour tunnel open?")
+    assert ans.abstained and deltas == [] and model.prompts == []
+
+
+def test_a_count_asked_for_and_given_by_no_sentence_is_refused_before_generating(make):
+    answerer, model = make("Many vehicles cross the harbour tunnel each day [1].")
+    ans, deltas = _run(answerer, "How many vehicles cross the harbour tunnel each day?", docs=("e",))
     assert ans.abstained and deltas == [] and model.prompts == []
 
 

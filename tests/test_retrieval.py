@@ -58,6 +58,13 @@ def test_tokenize_folds_case_plurals_and_stop_words():
     assert tokenize("gas press") == ["gas", "press"]
 
 
+def test_tokenize_leaves_web_addresses_out():
+    # a reference list's links spell out an article's words ("north-korea-artillery-shells-russia")
+    refs = "[1] https://www.stripes.com/asia/2025/north-korea-artillery-shells-russia/ pic.twitter.com/5utUh"
+    assert tokenize(refs) == []
+    assert tokenize("Shells (see www.example.com/shells) went by sea") == ["shell", "see", "went", "sea"]
+
+
 def test_normalise_date_reads_the_corpora_forms():
     assert normalise_date("2022/06/12") == "2022-06-12"
     assert normalise_date("2023-09-26T17:01:22+00:00") == "2023-09-26"
