@@ -160,7 +160,6 @@ class LocalModel:
         set_offline_env()  # OMP_WAIT_POLICY=PASSIVE must be set before llama.cpp starts its threads
         try:
             from llama_cpp import Llama
-            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
             from llama_index.llms.llama_cpp import LlamaCPP
         except ImportError as e:
             raise ModelError(f"llama-cpp-python is not installed; {SETUP_HINT}") from e
@@ -179,20 +178,20 @@ class LocalModel:
         # latency). The guesses need every position's logits (`logits_all`, set here too: llama-cpp-python
         # sizes its logits array from the argument, not from the draft model).
         def writer() -> Any:
-            gen = {**kw, "logits_all": True,
-                   "draft_model": LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=GUESSES)}
+            gen = {**kw, "logits_all": True, "draft_model": _LookupInTurn(turn_start)}
             llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
                            context_window=n_ctx, model_kwargs=gen,
                            messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
             llm._model.__class__ = _prompt_logits_last(type(llm._model))
             return llm
 
-        self._writers = _PerPrompt(writer, WRITER_CONTEXTS)  # llama-index LLMs
         self._judges = _PerPrompt(lambda: Llama(model_path=str(path), n_ctx=1024, **kw), JUDGE_CONTEXTS)
+        tok = self._judges.first.tokenize
+        turn_start = tok(b"<|im_start|>", add_bos=False, special=True)[0]
+        self._writers = _PerPrompt(writer, WRITER_CONTEXTS)  # llama-index LLMs
         self.llm = self._writers.first
         self._gen_lock = threading.Lock()
         self._judge_lock = threading.Lock()
-        tok = self._judges.first.tokenize
         self._yes = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("Yes", " Yes", "yes")]
         self._no = [tok(w.encode(), add_bos=False, special=False)[0] for w in ("No", " No", "no")]
 
@@ -238,6 +237,23 @@ def _first_token(token: int) -> Any:
         return only
 
     return force
+
+
+class _LookupInTurn:
+    """Prompt lookup decoding's guesses, looked up in the last user turn (this question's passages) and the
+    reply so far: llama-cpp-python's `LlamaPromptLookupDecoding` takes the first match in the whole context,
+    which for a common pair of tokens is in the instructions or the made-up examples, so its guesses fail."""
+
+    def __init__(self, turn_start: int) -> None:
+        self.turn_start = turn_start  # <|im_start|>
+
+    def __call__(self, input_ids: Any, /, **_: Any) -> Any:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        starts = np.flatnonzero(input_ids == self.turn_start)
+        turn = input_ids[starts[-2]:] if len(starts) >= 2 else input_ids  # the user turn, then the reply
+        return LlamaPromptLookupDecoding.find_candidate_pred_tokens(turn, max_ngram_size=2,
+                                                                     num_pred_tokens=GUESSES)
 
 
 class _PerPrompt:

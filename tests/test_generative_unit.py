@@ -286,6 +286,17 @@ def test_generation_threads_setting(monkeypatch):
             _generation_threads()
 
 
+def test_guesses_come_from_this_questions_turn_not_from_the_examples():
+    import numpy as np
+
+    from rag.llm import _LookupInTurn
+
+    S = 0  # <|im_start|>: system, an example's user turn with "7 8 9", this user turn with "7 8 5 6", reply
+    ids = np.array([S, 1, S, 7, 8, 9, 9, S, 2, S, 7, 8, 5, 6, 3, S, 4, 7, 8], dtype=np.intc)
+    assert list(_LookupInTurn(S)(ids)) == [5, 6, 3, S, 4, 7, 8]  # after "7 8" in this turn, not in the example
+    assert list(_LookupInTurn(S)(np.array([S, 1, S, 2, S, 4], dtype=np.intc))) == []
+
+
 @pytest.mark.parametrize("first,second_asked,answered", [(0.9, False, True), (0.6, True, True), (0.3, False, False)])
 def test_the_second_judge_decides_only_when_the_first_check_is_unsure(make, first, second_asked, answered):
     answerer, model = make("The tunnel opened in 1987 [1].")
