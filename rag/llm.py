@@ -245,15 +245,14 @@ class _LookupInTurn:
     which for a common pair of tokens is in the instructions or the made-up examples, so its guesses fail."""
 
     def __init__(self, turn_start: int) -> None:
-        self.turn_start = turn_start  # <|im_start|>
-
-    def __call__(self, input_ids: Any, /, **_: Any) -> Any:
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
+        self.turn_start = turn_start  # <|im_start|>
+        self.lookup = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=GUESSES)
+
+    def __call__(self, input_ids: Any, /, **_: Any) -> Any:
         starts = np.flatnonzero(input_ids == self.turn_start)
-        turn = input_ids[starts[-2]:] if len(starts) >= 2 else input_ids  # the user turn, then the reply
-        return LlamaPromptLookupDecoding.find_candidate_pred_tokens(turn, max_ngram_size=2,
-                                                                     num_pred_tokens=GUESSES)
+        return self.lookup(input_ids[starts[-2]:] if len(starts) >= 2 else input_ids)  # user turn, reply
 
 
 class _PerPrompt:

@@ -5,9 +5,9 @@ and their scores, each scaled to 0-1, are mixed (`fuse_scores`; reciprocal rank 
 choice). Why: on RealTimeQA news questions BM25 finds rare names and numbers that MiniLM blurs, and MiniLM
 finds paraphrases BM25 misses; the measured table is in the README (Results, Retrieval). `as_of` keeps
 only documents published on or before a date (undated ones stay), since a news question is asked at a
-point in time. Each publisher ("did The Verge report ...") and
-each day ("on October 7, 2023") a question names adds a BM25 ranking over the documents of that publisher or
-published that day to the fusion (rag/named.py).
+point in time. Each publisher ("did The Verge report ...") and each day ("on October 7, 2023") a question
+names adds a BM25 ranking over the documents of that publisher or published that day to the fusion
+(rag/named.py).
 """
 
 from __future__ import annotations
