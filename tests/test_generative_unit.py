@@ -277,9 +277,9 @@ def test_generation_threads_setting(monkeypatch):
     from rag.llm import _generation_threads
 
     monkeypatch.delenv("RAG_LLM_THREADS", raising=False)
-    assert _generation_threads() == 1
-    monkeypatch.setenv("RAG_LLM_THREADS", "2")
     assert _generation_threads() == 2
+    monkeypatch.setenv("RAG_LLM_THREADS", "1")
+    assert _generation_threads() == 1
     for bad in ("two", "0", "-1"):
         monkeypatch.setenv("RAG_LLM_THREADS", bad)
         with pytest.raises(UsageError, match="RAG_LLM_THREADS"):
