@@ -29,7 +29,7 @@ from rag.answer.extractive import (
     lexical_overlap,
     names_found,
 )
-from rag.answer.verify import SupportJudge, clean_claim
+from rag.answer.verify import NUMBER_WORDS, SupportJudge, clean_claim
 from rag.chunking import sentence_spans
 from rag.config import Settings
 from rag.embedding import _NumpyEmbedding
@@ -82,9 +82,9 @@ _WANTS_NUMBER = re.compile(r"\b(how (many|much|long|old|far|fast)|number of|what
                            r"quantity|casualties|losses))\b", re.I)
 # A question asking for a count, and a sentence that gives one (digits, or a number in words).
 _WANTS_COUNT = re.compile(r"\b(how many|number of)\b", re.I)
-_GIVES_COUNT = re.compile(r"\d|\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|"
-                          r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|thousands?|"
-                          r"millions?|billions?|dozens?|none|both)\b", re.I)
+_GIVES_COUNT = re.compile(r"\d|\b(" + "|".join(NUMBER_WORDS) + r"|\w+teen|twenty|thirty|forty|fifty|sixty|"
+                          r"seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|dozens?|none|both)\b",
+                          re.I)
 _NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 # Does the evidence answer the question? First the answer's own reply is asked for its verdict (P of a
 # first word "Yes", `answerability`: nothing beyond the answer's own prompt). Below the first figure it

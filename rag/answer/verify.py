@@ -88,14 +88,14 @@ _NOT_NAMES = frozenset("The This That These Those It Its In On At By For And But
                        "Nearly Some Both Another One Sources Estimates While However".split())
 
 
-_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 
 
 def _numbers(text: str) -> set[str]:
     """Numbers written with digits, plus small ones written as words ("six million" holds a 6)."""
     found = {n.replace(",", "").rstrip(".") for n in _NUM.findall(text)}
     words = set(re.findall(r"[a-z]+", text.lower()))
-    return found | {str(i) for i, w in enumerate(_WORDS) if w in words}
+    return found | {str(i) for i, w in enumerate(NUMBER_WORDS) if w in words}
 
 
 def ungrounded_terms(sentence: str, passage: str) -> list[str]:
