@@ -127,6 +127,9 @@ class Answer:
     timings: dict[str, int] = field(default_factory=dict)
     rewritten_question: str | None = None
     conflict: bool = False
+    # How the answer was reached, stage by stage (retrieve, evidence, answerable, write, verify, cite), with
+    # the scores and thresholds that decided; a refusal holds `refusal_reason`.
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -140,4 +143,5 @@ class Answer:
             out["rewritten_question"] = self.rewritten_question
         if self.conflict:
             out["conflict"] = True
+        out["trace"] = self.trace
         return out

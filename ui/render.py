@@ -116,10 +116,50 @@ def _turn_html(t: Turn, turn_no: int) -> str:
                 f'document{"s" * (n_docs != 1)} · {a.timings.get("total_ms", 0) / 1000:.1f} s')
         parts.append(f'<div class="msg bot answer"><div class="bubble">{banner}'
                      f'{_answer_html(a.answer, turn_no, cited)}</div><div class="meta">{meta}</div></div>')
+    if t.answer is not None and t.answer.trace:
+        parts.append(trace_html(t.answer.trace))
     if t.notice:
         parts.append(f'<div class="notice">{esc(t.notice)}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def trace_lines(trace: dict[str, Any]) -> list[str]:
+    """The answer's trace as plain sentences, one per stage that ran."""
+    out = []
+    r = trace.get("retrieve") or {}
+    if r:
+        out.append(f"Retrieved {r.get('k', 0)} passages" + (f" published by {r['as_of']}" if r.get("as_of") else "")
+                   + ".")
+    e = trace.get("evidence") or {}
+    if "best_score" in e:
+        out.append(f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}); "
+                   f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
+                   f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
+    a = trace.get("answerable") or {}
+    if "verdict" in a:
+        line = f"Answerable: the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}"
+        line += f", answer from {a['answer_from']})"
+        if "second_opinion" in a:
+            line += f"; second judge {a['second_opinion']:.2f} (needs {a['second_threshold']})"
+        out.append(line + ".")
+    if trace.get("conflict"):
+        out.append(f"Conflict: {len(trace['conflict']['sides'])} documents give different figures.")
+    v = trace.get("verify") or {}
+    if v.get("sentences"):
+        kept = sum("cited" in c for c in v["sentences"])
+        out.append(f"Verified: {kept} of {len(v['sentences'])} written sentences supported by their quotes "
+                   f"(judge threshold {v['threshold']})" + (", the best evidence quoted instead"
+                                                            if v.get("quoted_instead") else "") + ".")
+    if trace.get("refusal_reason"):
+        out.append(f"Refused: {trace['refusal_reason']}.")
+    return out
+
+
+def trace_html(trace: dict[str, Any]) -> str:
+    """A collapsed "How this was checked" block under an answer."""
+    items = "".join(f"<li>{esc(line)}</li>" for line in trace_lines(trace))
+    return f'<details class="trace"><summary>How this was checked</summary><ul>{items}</ul></details>'
 
 
 def chat_html(turns: Sequence[Turn], intro: str) -> str:
