@@ -18,9 +18,9 @@ from rag.errors import UsageError
 from rag.formats import MissingExtra
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-# 150 dpi: a letter page becomes 1275x1650 pixels, enough for 10-point print; 200 dpi read the test page
-# no better and cost more detection time (docs/formats.md).
-RENDER_DPI = 150
+# 200 dpi: on an 11-point test page rendered at 150 dpi the model ran the words of 9 of 14 lines together
+# ("Item3:berth3was..."); at 200 dpi it kept every space, for about the same time (docs/formats.md).
+RENDER_DPI = 200
 MIN_SCORE = 0.5  # recognised lines the model itself doubts are noise (speckles, rules, stamps)
 MAX_IMAGE_PIXELS = 50_000_000  # a 7000x7000 scan; larger is a poster or a decompression bomb
 MAX_OCR_PAGES = 500  # about 15 minutes of OCR on this machine (docs/formats.md); split larger scans
@@ -38,8 +38,9 @@ def _load_engine() -> Any:
     from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
 
     # One thread: ingest embeds in parallel with parsing, and on 2 busy cores one thread recognised a
-    # 20-line page in 10.7 s against 14.4 s with two (docs/formats.md).
-    return RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+    # 20-line page in 10.7 s against 14.4 s with two (docs/formats.md). No angle classifier: on upright
+    # print it turned 10 of 45 lines of a test page upside down into garbage; scans come upright.
+    return RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, use_cls=False)
 
 
 def _engine(what: str = "OCR") -> Any:
@@ -84,7 +85,7 @@ def image_lines(path: Path) -> list[Line]:
                                  f"{MAX_IMAGE_PIXELS // 1_000_000} megapixel limit; scale it down")
             image.load()
             return recognise(image, f"{path}: reading an image")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise UsageError(f"{path}: not a readable image ({' '.join(str(e).split())[:120]})") from None
 
 
@@ -99,7 +100,10 @@ def pdf_page_lines(path: Path, pages: list[int]) -> dict[int, list[Line]]:
     except ImportError:
         raise _missing(what) from None
     _engine(what)  # a missing engine fails before any page is rendered
-    document = pypdfium2.PdfDocument(str(path))
+    try:
+        document = pypdfium2.PdfDocument(str(path))
+    except pypdfium2.PdfiumError as e:
+        raise UsageError(f"{path}: its scanned pages cannot be rendered ({e}); re-save the PDF") from None
     try:
         out = {}
         for i in pages:

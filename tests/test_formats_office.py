@@ -275,3 +275,22 @@ def test_each_format_answers_with_a_located_citation(every_format, question, fac
     c = cited[0]
     assert (c.source, c.page, c.location) == (source, page, location)
     assert json.loads(json.dumps(c.to_json()))["location"] == location
+
+
+def test_chunk_metadata_carries_locations_and_old_chunks_have_none(tmp_path):
+    from rag.chunking import chunk_document
+    from rag.config import ChunkingSettings
+    from rag.store import _location_meta, location_fields
+    from rag.types import Hit
+
+    doc = read_file(make_xlsx(tmp_path / "figures.xlsx"), tmp_path)
+    (chunk,) = chunk_document(doc, ChunkingSettings(chunk_size=1024, chunk_overlap=0))
+    meta = _location_meta(doc, chunk)
+    hit = Hit(doc_id=doc.doc_id, chunk_id=chunk.chunk_id, score=1.0, start=chunk.start, end=chunk.end,
+              source=doc.source, text=chunk.text, **location_fields(json.loads(json.dumps(meta))))
+    for fact, where in [("Revenue\nRegion", {"sheet": "Revenue", "row": 1}),
+                        ("Region: South", {"sheet": "Revenue", "row": 3}),
+                        ("Headcount: 17", {"sheet": "Staff", "row": 4})]:
+        assert hit.location_at(doc.text.index(fact)) == where == doc.location_at(doc.text.index(fact))
+    # an index written before locations existed: its chunks' metadata has neither key
+    assert location_fields({"doc_id": "x", "page": 0}) == {"location": None, "location_starts": ()}
