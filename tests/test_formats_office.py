@@ -294,3 +294,15 @@ def test_chunk_metadata_carries_locations_and_old_chunks_have_none(tmp_path):
         assert hit.location_at(doc.text.index(fact)) == where == doc.location_at(doc.text.index(fact))
     # an index written before locations existed: its chunks' metadata has neither key
     assert location_fields({"doc_id": "x", "page": 0}) == {"location": None, "location_starts": ()}
+
+
+def test_the_source_card_shows_the_location_label():
+    from rag.types import Citation
+    from ui.render import _source_html, source_record
+
+    text = "Staff\nDepartment | Headcount\nDepartment: Sales; Headcount: 17"
+    start = text.index("Department: Sales")
+    c = Citation(n=1, doc_id="d", chunk_id="d:0-1", source="figures.xlsx", title="figures", start=start,
+                 end=len(text), quote=text[start:], location={"sheet": "Staff", "row": 4})
+    card = _source_html(source_record(c, {}, lambda _: text), 0)
+    assert '<span class="page">Staff, row 4</span>' in card
