@@ -306,3 +306,16 @@ def test_the_source_card_shows_the_location_label():
                  end=len(text), quote=text[start:], location={"sheet": "Staff", "row": 4})
     card = _source_html(source_record(c, {}, lambda _: text), 0)
     assert '<span class="page">Staff, row 4</span>' in card
+
+
+def test_uploads_take_the_new_types_and_refuse_bad_ones_in_one_line(tmp_path):
+    from ui.uploads import check_upload
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    deck = make_pptx(tmp_path / "deck.pptx")
+    assert check_upload(deck, "deck.pptx", corpus).name == "deck.pptx"
+    bomb = make_zip_bomb(tmp_path / "report.docx")
+    with pytest.raises(UsageError, match=r"^'report\.docx': .*\(a zip bomb\); not read$"):
+        check_upload(bomb, "report.docx", corpus)
+    assert list(corpus.iterdir()) == []
