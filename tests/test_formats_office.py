@@ -319,3 +319,23 @@ def test_uploads_take_the_new_types_and_refuse_bad_ones_in_one_line(tmp_path):
     with pytest.raises(UsageError, match=r"^'report\.docx': .*\(a zip bomb\); not read$"):
         check_upload(bomb, "report.docx", corpus)
     assert list(corpus.iterdir()) == []
+
+
+def test_a_pdf_with_text_and_scanned_pages_keeps_the_text_layer_and_labels_every_page(tmp_path):
+    from pypdf import PdfWriter
+
+    from tests.test_formats import make_pdf
+
+    text_pdf = make_pdf(tmp_path / "text.pdf", [["Minutes of the harbour board", "The board met on 3 May."]])
+    scan_pdf = make_scanned_pdf(tmp_path / "scan.pdf", [SCAN_LINES])
+    writer = PdfWriter()
+    for part in (text_pdf, scan_pdf):
+        writer.append(str(part))
+    with open(tmp_path / "mixed.pdf", "wb") as fh:
+        writer.write(fh)
+    doc = read_file(tmp_path / "mixed.pdf", tmp_path)
+    assert doc.text.startswith("Minutes of the harbour board\nThe board met on 3 May.\n\n")
+    assert _at(doc, "The board met") == {"page": 1}
+    at = doc.text.index("1240 metres")
+    assert (doc.page_at(at), doc.location_at(at)) == (2, {"page": 2, "scanned": True})
+    assert {p for _, _, p, _ in doc.ocr_lines} == {2}
