@@ -172,3 +172,20 @@ def test_readme_script_checks_a_citation_against_its_file(answered, tmp_path):
     file.write_text("New first line.\n" + file.read_text(encoding="utf-8"), encoding="utf-8")
     moved = check()
     assert moved.returncode == 1 and "differs" in moved.stdout and "changed" in moved.stdout
+
+
+def test_check_citation_rules_on_plain_texts():
+    from rag.receipts import check_citation
+
+    quote = "six million shells"
+    old = "Up to six million shells went by sea; six million shells is the estimate."
+    start = old.index(quote, 10)  # the second occurrence
+    cite = {"n": 1, "doc_id": "old", "source": "a.txt", "start": start, "end": start + len(quote), "quote": quote}
+    receipt = {"doc_sha256": sha(old), "quote_sha256": sha(quote)}
+    assert check_citation(cite, receipt, lambda d, s: ("old", old))["status"] == "ok"
+    assert check_citation(cite, receipt, lambda d, s: None)["status"] == "stale"  # the document was removed
+    grown = "Note. " + old  # both occurrences move; the nearer one to the old offset is the cited one
+    got = check_citation(cite, receipt, lambda d, s: ("new", grown))
+    assert got["status"] == "moved" and got["start"] == start + 6 and got["current_doc_id"] == "new"
+    # without a receipt the doc_id (made from source and content) tells an unchanged document
+    assert check_citation({**cite, "quote": "x"}, None, lambda d, s: ("old", old))["status"] == "broken"

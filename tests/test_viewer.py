@@ -70,3 +70,5 @@ def test_a_quote_across_pages_is_highlighted_on_each(tmp_path):
     pages = html.split('class="pdf-page"')[1:]
     assert all(BOX.search(p) for p in pages)
     assert html.count('id="viewer-hl"') == 1
+    # a screen reader hears the quoted words of each page
+    assert "cited passage 3: council.</span>" in pages[0] and "cited passage 3: Ferries from</span>" in pages[1]

@@ -122,7 +122,8 @@ def pdf_pages_html(path: Path, text: str, pages: Sequence[int], spans: Sequence[
             out.append(f'<figure class="pdf-page" data-page="{i + 1}">'
                        f'<div class="page-box" style="aspect-ratio:{width:.2f}/{height:.2f}">'
                        f'<img src="{src}" alt="page {i + 1} of {esc(path.name)}">{"".join(marks)}</div>'
-                       f'<figcaption>page {i + 1}</figcaption></figure>')
+                       f'<figcaption>page {i + 1}<span class="sr-only">, cited passage {focus}: '
+                       f'{esc(text[max(f_start, pages[i]):min(f_end, page_end)])}</span></figcaption></figure>')
             textpage.close()
             page.close()
     finally:
