@@ -282,7 +282,8 @@ def rgb_fact(root: Path, limit: int | None) -> PublicSet:
                      f"{len(docs)} snippets: each question's true, falsified and distracting snippets")
 
 
-LOADERS = {"realtimeqa": realtimeqa, "realtimeqa_2026": realtimeqa_2026, "multihop_rag_500": multihop, "squad2_500": squad2, "rgb_en_fact": rgb_fact}
+LOADERS = {"realtimeqa": realtimeqa, "realtimeqa_2026": realtimeqa_2026, "multihop_rag_500": multihop,
+           "squad2_500": squad2, "rgb_en_fact": rgb_fact}
 
 
 def load(name: str, limit: int | None = None, root: Path | None = None, *, all_documents: bool = False) -> PublicSet:

@@ -72,6 +72,7 @@ def source_record(c: Citation, docs: dict[str, dict[str, Any]], doc_text: Callab
     return {
         "n": c.n, "doc_id": c.doc_id, "title": meta.get("title") or c.title or c.source, "source": c.source,
         "date": meta.get("publish_date", ""), "url": _safe_url(str(meta.get("url", ""))), "page": c.page,
+        "location": c.location,
         "start": c.start, "end": c.end, "before": before, "quote": quote, "after": after,
         "cut_before": cut_before, "cut_after": cut_after, "stale": False,
     }
@@ -179,12 +180,26 @@ def chat_html(turns: Sequence[Turn], intro: str) -> str:
     return f'<div class="chat-scroll" data-v="{version}"><div class="chat-log">{body}</div></div>'
 
 
+def location_label(page: int | None, location: dict[str, Any] | None) -> str:
+    """Where the quote is, for the source card: "page 3", "page 3 (scanned)", "slide 4", "Sheet1, row 12"."""
+    loc = location or {}
+    if "sheet" in loc:
+        return f'{loc["sheet"]}, row {loc["row"]}' if loc.get("row") else str(loc["sheet"])
+    for unit in ("slide", "chapter", "paragraph"):
+        if unit in loc:
+            return f"{unit} {loc[unit]}"
+    page = page or loc.get("page")
+    scanned = " (scanned)" if loc.get("scanned") else ""
+    return f"page {page}{scanned}" if page else ("scanned image" if scanned else "")
+
+
 def _source_html(s: dict[str, Any], turn_no: int) -> str:
     meta = [f'<span class="file">{esc(s["source"])}</span>']
     if s["date"]:
         meta.append(f'<span class="date">{esc(s["date"])}</span>')
-    if s["page"]:
-        meta.append(f'<span class="page">page {s["page"]}</span>')
+    label = location_label(s["page"], s.get("location"))
+    if label:
+        meta.append(f'<span class="page">{esc(label)}</span>')
     if _safe_url(s["url"]):
         meta.append(f'<a href="{esc(s["url"])}" target="_blank" rel="noopener noreferrer">original</a>')
     context = (("… " if s["cut_before"] else "") + esc(s["before"]) + f'<mark>{esc(s["quote"])}</mark>'

@@ -151,41 +151,37 @@ def passages(cands: list[Candidate], doc_text: DocTexts, *, limit: int, window: 
     """The best sentences with `window` neighbours each side, best first, at most `limit` passages and
     about `budget` characters in all; a window touching one already taken joins it. `floor`: sentences
     scoring under it start no passage."""
-    chosen: list[list[tuple[int, int]]] = []
-    meta: list[tuple[Candidate, Hit]] = []
+    chosen: list[tuple[Candidate, list[tuple[int, int]]]] = []  # (best sentence, its spans)
     used = 0
     for c in cands:
         if floor is not None and c.score < floor:
             break
-        if any(m[1].doc_id == c.hit.doc_id and (c.start, c.end) in spans for spans, m in zip(chosen, meta)):
+        same_doc = [spans for best, spans in chosen if best.hit.doc_id == c.hit.doc_id]
+        if any((c.start, c.end) in spans for spans in same_doc):
             continue
         text = doc_text(c.hit.doc_id)
         sents = doc_sentences(c.hit.doc_id, text)
-        i = next((j for j, (s, e) in enumerate(sents) if s == c.start and e == c.end), None)
+        i = next((j for j, sp in enumerate(sents) if sp == (c.start, c.end)), None)
         if i is None:
             continue
-        win = [sp for sp in sents[max(0, i - window): i + window + 1] if len(text[sp[0]:sp[1]].split()) >= 3
-               or sp == (c.start, c.end)]
-        joined = False
-        for spans, m in zip(chosen, meta):
-            if m[1].doc_id == c.hit.doc_id and win[0][0] <= spans[-1][1] + 1 and spans[0][0] <= win[-1][1] + 1:
-                merged = sorted(set(spans) | set(win))
-                used += sum(e - s for s, e in merged) - sum(e - s for s, e in spans)
-                spans[:] = merged
-                joined = True
-                break
-        if joined:
+        win = [sp for sp in sents[max(0, i - window): i + window + 1]
+               if sp == (c.start, c.end) or len(text[sp[0]:sp[1]].split()) >= 3]
+        touching = next((spans for spans in same_doc
+                         if win[0][0] <= spans[-1][1] + 1 and spans[0][0] <= win[-1][1] + 1), None)
+        if touching is not None:
+            merged = sorted(set(touching) | set(win))
+            used += sum(e - s for s, e in merged) - sum(e - s for s, e in touching)
+            touching[:] = merged
             continue
         if len(chosen) >= limit or (chosen and used >= budget):
             continue
         words = content_terms(" ".join(text[s:e] for s, e in win))
-        if any(_near_copy(words, content_terms(" ".join(doc_text(m[1].doc_id)[s:e] for s, e in spans)))
-               for spans, m in zip(chosen, meta)):
+        if any(_near_copy(words, content_terms(" ".join(doc_text(best.hit.doc_id)[s:e] for s, e in spans)))
+               for best, spans in chosen):
             continue  # the same story on another page
-        chosen.append(list(win))
-        meta.append((c, c.hit))
+        chosen.append((c, win))
         used += sum(e - s for s, e in win)
-    return [Passage(hit, tuple(spans), c.score, c) for spans, (c, hit) in zip(chosen, meta)]
+    return [Passage(best.hit, tuple(spans), best.score, best) for best, spans in chosen]
 
 
 def _near_copy(a: set[str], b: set[str]) -> bool:

@@ -571,7 +571,8 @@ def _span_text(e: Evidence, span: tuple[int, int], doc_text: DocTexts) -> str:
 
 def _where(e: Evidence, span: tuple[int, int] | None = None) -> dict[str, Any]:
     start, end = span or (e.passage.start, e.passage.end)
-    return {"doc_id": e.passage.hit.doc_id, "source": e.passage.hit.source, "start": start, "end": end, "score": round(e.passage.score, 3)}
+    return {"doc_id": e.passage.hit.doc_id, "source": e.passage.hit.source, "start": start, "end": end,
+            "score": round(e.passage.score, 3)}
 
 
 def _same_claim(a: str, b: str) -> bool:
