@@ -72,3 +72,19 @@ def test_a_quote_across_pages_is_highlighted_on_each(tmp_path):
     assert html.count('id="viewer-hl"') == 1
     # a screen reader hears the quoted words of each page
     assert "cited passage 3: council.</span>" in pages[0] and "cited passage 3: Ferries from</span>" in pages[1]
+
+
+def test_a_scanned_page_boxes_the_recognised_lines_of_the_quote(tmp_path):
+    """No text layer: the page is drawn all the same and the quote's OCR line is boxed where OCR found it."""
+    from tests.format_files import SCAN_LINES, make_scanned_pdf
+
+    path = make_scanned_pdf(tmp_path / "scan.pdf", [SCAN_LINES])
+    doc = read_file(path, tmp_path)  # the real OCR, as ingest runs it
+    start = doc.text.index("1240 metres")
+    lines = [{"start": s, "end": e, "page": p, "box": box} for s, e, p, box in doc.ocr_lines]
+    html = pdf_pages_html(path, doc.text, doc.pages, [(1, start, start + 11)], 1, lines)
+    boxes = BOX.findall(html)
+    assert len(boxes) == 1 and 'data-page="1"' in html
+    x0, y0, x1, y1 = next(ln["box"] for ln in lines if ln["start"] <= start < ln["end"])
+    for got, want in zip(boxes[0][2:], (x0, y0, x1 - x0, y1 - y0), strict=True):
+        assert abs(float(got) - 100 * want) < 0.01

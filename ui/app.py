@@ -190,7 +190,8 @@ def build_app(service: Service) -> gr.Blocks:
         path = service.settings.corpus / rec["source"]
         pages = service.store.pages(rec["doc_id"])
         if pages and path.suffix.lower() == ".pdf" and path.is_file() and not stale:
-            yield dialog_html(rec["title"], rec["source"], pdf_pages_html(path, text, pages, spans, n), request)
+            body = pdf_pages_html(path, text, pages, spans, n, service.store.ocr_lines(rec["doc_id"]))
+            yield dialog_html(rec["title"], rec["source"], body, request)
             return
         lo, hi = window(len(text), rec["start"], rec["end"])
         yield dialog_html(rec["title"], rec["source"], text_html(text, spans, n, lo, hi), request, stale)

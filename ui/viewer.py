@@ -89,8 +89,18 @@ def _boxes(textpage: object, indexes: list[int], width: float, height: float) ->
             for lft, b, r, t in rects]
 
 
-def pdf_pages_html(path: Path, text: str, pages: Sequence[int], spans: Sequence[Span], focus: int) -> str:
-    """Every page the focused quote touches, drawn as an image with each citation's characters boxed."""
+def _ocr_boxes(lines: Sequence[dict], page: int, start: int, end: int) -> list[tuple[float, ...]]:
+    """A scanned page has no characters to box: the recognised lines the span touches, whole (their boxes
+    are all OCR keeps, as fractions of the page from its top left)."""
+    return [(100 * x0, 100 * y0, 100 * (x1 - x0), 100 * (y1 - y0))
+            for ln in lines if ln["page"] == page and ln["start"] < end and start < ln["end"]
+            for x0, y0, x1, y1 in [ln["box"]]]
+
+
+def pdf_pages_html(path: Path, text: str, pages: Sequence[int], spans: Sequence[Span], focus: int,
+                   ocr_lines: Sequence[dict] = ()) -> str:
+    """Every page the focused quote touches, drawn as an image with each citation's characters boxed
+    (a scanned page's recognised lines, from `ocr_lines`, when it has no text layer)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -110,9 +120,13 @@ def pdf_pages_html(path: Path, text: str, pages: Sequence[int], spans: Sequence[
             marks = []
             for n, start, end in spans:
                 lo, hi = max(start, pages[i]) - pages[i], min(end, page_end) - pages[i]
+                if lo >= hi:
+                    continue
                 idx = [mapping[k] for k in range(lo, hi) if k in mapping]
+                boxes = (_boxes(textpage, idx, width, height) if idx else
+                         _ocr_boxes(ocr_lines, i + 1, lo + pages[i], hi + pages[i]))
                 cls = "hl focus" if n == focus else "hl other"
-                for j, (x, y, w, h) in enumerate(_boxes(textpage, idx, width, height)):
+                for j, (x, y, w, h) in enumerate(boxes):
                     anchor = ' id="viewer-hl" tabindex="-1"' if n == focus and i == first and j == 0 else ""
                     marks.append(f'<span class="{cls}"{anchor} data-n="{n}" style="left:{x:.3f}%;top:{y:.3f}%;'
                                  f'width:{w:.3f}%;height:{h:.3f}%" aria-label="cited passage {n}"></span>')
