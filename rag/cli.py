@@ -1,4 +1,4 @@
-"""The `rag` command (see ../shared/INTERFACE.md): ingest, ask, search, stats, show, serve, eval."""
+"""The `rag` command (see ../shared/INTERFACE.md): ingest, ask, search, stats, show, serve, eval, verify."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", choices=["auto", "llm", "lexical"], default="auto",
                    help="citation support judge (auto: the bundled LLM when it loads)")
     p.add_argument("--reports", type=Path, default=None, help="where reports go (default: reports/)")
+    p = sub.add_parser("verify", parents=[common],
+                       help="check the citations of JSON answers against the index (or --corpus files)")
+    p.add_argument("file", help="JSON answers from `rag ask --json`, one per line or one object; - for stdin")
+    p.add_argument("--json", action="store_true", help="one JSON result per citation")
     return parser
 
 
@@ -192,8 +196,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return int(eval_main(args))
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from rag import receipts
+
+    try:
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {args.file} ({getattr(e, 'strerror', None) or e}); "
+                         "give a file of JSON answers or - for stdin") from None
+    answers = receipts.read_answers(raw)
+    if "corpus" in vars(args):  # given on the command line: check against the files themselves
+        find = receipts.corpus_lookup(args.corpus)
+    else:
+        find = receipts.index_lookup(_service(args).store)
+    status = 0
+    for result in receipts.verify(answers, find):
+        print(json.dumps(result, ensure_ascii=False) if args.json else receipts.line(result), flush=True)
+        status = status if result["status"] in receipts.GOOD else 1
+    return status
+
+
 COMMANDS = {"ingest": _cmd_ingest, "ask": _cmd_ask, "search": _cmd_search, "stats": _cmd_stats,
-            "show": _cmd_show, "serve": _cmd_serve, "eval": _cmd_eval}
+            "show": _cmd_show, "serve": _cmd_serve, "eval": _cmd_eval,
+            "verify": _cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

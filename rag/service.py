@@ -20,6 +20,7 @@ from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
+from rag.receipts import make_receipt
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store
@@ -217,6 +218,8 @@ class Service:
             # from the question to the first text shown; the whole answer for answerers that do not stream
             "first_token_ms": round(((first or t2) - t0) * 1000),
         }
+        ans.receipt = make_receipt(ans, build=self.store.build_info(), answerer=self.answerer,
+                                   settings=self.settings, doc_text=self.doc_text)
         yield "answer", ans
 
     def stats(self) -> dict[str, Any]:

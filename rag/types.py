@@ -159,6 +159,8 @@ class Answer:
     # How the answer was reached, stage by stage (retrieve, evidence, answerable, write, verify, cite), with
     # the scores and thresholds that decided; a refusal holds `refusal_reason`.
     trace: dict[str, Any] = field(default_factory=dict)
+    # What the answer was made from and the hashes that let `rag verify` check it later (rag/receipts.py).
+    receipt: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -173,4 +175,6 @@ class Answer:
         if self.conflict:
             out["conflict"] = True
         out["trace"] = self.trace
+        if self.receipt is not None:
+            out["receipt"] = self.receipt
         return out

@@ -23,8 +23,9 @@ import gradio as gr  # noqa: E402
 from rag.errors import RagError, UsageError  # noqa: E402
 from rag.service import ANSWERERS, Service  # noqa: E402
 from rag.sources import MAX_PDF_BYTES, SUPPORTED_SUFFIXES  # noqa: E402
-from ui.render import Turn, chat_html, documents_html, esc, source_record, sources_html  # noqa: E402
+from ui.render import Turn, chat_html, documents_html, esc, mark_stale, source_record, sources_html  # noqa: E402
 from ui.uploads import check_upload, place  # noqa: E402
+from ui.viewer import dialog_html, pdf_pages_html, text_html, window  # noqa: E402
 
 HERE = Path(__file__).parent
 TITLE = "Ask the documents"
@@ -101,6 +102,7 @@ def build_app(service: Service) -> gr.Blocks:
                     docs = svc.store.documents()
                     turn.sources = [source_record(c, docs, svc.doc_text) for c in value.citations]
                     turn.answer = value
+                    mark_stale(turns, docs)
             turn.notice = svc.notice
         except RagError as e:
             turn.error = str(e)
@@ -118,12 +120,20 @@ def build_app(service: Service) -> gr.Blocks:
         sources = [d["source"] for d in docs]
         return documents_html(docs), gr.update(choices=sources, value=None)
 
+    def restaled(turns: list[Turn] | None) -> str:
+        """The sources panel again, each passage whose document changed since its answer flagged."""
+        turns = turns or []
+        mark_stale(turns, service.store.documents())
+        return sources_html(turns)
+
     def add_files(
-        files: list[str] | None, progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio injects it)
-    ) -> tuple[str, str, Any, str]:
+        files: list[str] | None, turns: list[Turn] | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio injects it)
+    ) -> tuple[str, str, Any, str, str]:
         corpus = service.settings.corpus
         if not files:
-            return _status("Choose one or more files first.", bad=True), *list_documents(), _header(service)
+            return (_status("Choose one or more files first.", bad=True), *list_documents(), _header(service),
+                    restaled(turns))
         refused, accepted = [], []
         for f in files:
             path = Path(f)
@@ -147,17 +157,46 @@ def build_app(service: Service) -> gr.Blocks:
                             f"updated {summary.updated}, unchanged {summary.unchanged}; {summary.chunks} "
                             f"new passage{'s' * (summary.chunks != 1)} in {summary.seconds:.1f} s.")
             lines += [f"Skipped {s.reason}" for s in summary.skipped]
-        return _status(*lines, bad=bool(refused) and not placed), *list_documents(), _header(service)
+        return (_status(*lines, bad=bool(refused) and not placed), *list_documents(), _header(service),
+                restaled(turns))
 
-    def delete(source: str | None) -> tuple[str, str, Any, str]:
+    def delete(source: str | None, turns: list[Turn] | None) -> tuple[str, str, Any, str, str]:
         if not source:
-            return _status("Choose a document to delete.", bad=True), *list_documents(), _header(service)
+            return (_status("Choose a document to delete.", bad=True), *list_documents(), _header(service),
+                    restaled(turns))
         try:
             service.remove(source)
             msg = _status(f"Deleted {source}.")
         except RagError as e:
             msg = _status(str(e), bad=True)
-        return msg, *list_documents(), _header(service)
+        return msg, *list_documents(), _header(service), restaled(turns)
+
+    def open_document(request: str, turns: list[Turn] | None) -> Iterator[Any]:
+        """The viewer for "TURN:N:nonce" (sent by ui/app.js): the neighbourhood of the quote first, then all."""
+        try:
+            turn_no, n = (int(x) for x in (request or "").split(":")[:2])
+            rec = next(s for s in (turns or [])[turn_no].sources if s["n"] == n)
+        except (ValueError, IndexError, StopIteration):
+            yield gr.skip()
+            return
+        spans = [(s["n"], s["start"], s["end"]) for s in turns[turn_no].sources if s["doc_id"] == rec["doc_id"]]
+        stale = "source changed since this answer" if rec.get("stale") else ""
+        try:
+            text = service.doc_text(rec["doc_id"])
+        except RagError:
+            yield dialog_html(rec["title"], rec["source"], "", request,
+                              note="source changed since this answer: the cited version is no longer indexed")
+            return
+        path = service.settings.corpus / rec["source"]
+        pages = service.store.pages(rec["doc_id"])
+        if pages and path.suffix.lower() == ".pdf" and path.is_file() and not stale:
+            body = pdf_pages_html(path, text, pages, spans, n, service.store.ocr_lines(rec["doc_id"]))
+            yield dialog_html(rec["title"], rec["source"], body, request)
+            return
+        lo, hi = window(len(text), rec["start"], rec["end"])
+        yield dialog_html(rec["title"], rec["source"], text_html(text, spans, n, lo, hi), request, stale)
+        if (lo, hi) != (0, len(text)):
+            yield dialog_html(rec["title"], rec["source"], text_html(text, spans, n), request + ":all", stale)
 
     def settings_note(answerer: str) -> str:
         svc = services.get(answerer)
@@ -189,6 +228,9 @@ def build_app(service: Service) -> gr.Blocks:
                         clear = gr.Button("New conversation", size="sm", variant="secondary", elem_id="clear")
                     with gr.Column(scale=2, min_width=320):
                         sources = gr.HTML(sources_html([]), elem_id="sources", js_on_load=None)
+                viewer = gr.HTML("", elem_id="viewer", js_on_load=None)
+                # ui/app.js writes "TURN:N:nonce" here when a source card is opened
+                viewer_request = gr.Textbox(show_label=False, container=False, elem_id="viewer-req")
             with gr.Tab("Documents", id="documents") as docs_tab:
                 docs_view = gr.HTML(documents_html([]), elem_id="documents", js_on_load=None)
                 with gr.Row():
@@ -215,10 +257,12 @@ def build_app(service: Service) -> gr.Blocks:
         send.click(**chat_io)
         clear.click(lambda: (chat_html([], INTRO), sources_html([]), []), outputs=[chat, sources, turns_state],
                     api_visibility="private")
-        doc_outputs = [status, docs_view, to_delete, header]
-        add.click(add_files, inputs=[uploads], outputs=doc_outputs, api_visibility="private").then(
+        doc_outputs = [status, docs_view, to_delete, header, sources]
+        add.click(add_files, inputs=[uploads, turns_state], outputs=doc_outputs, api_visibility="private").then(
             lambda: None, outputs=[uploads], api_visibility="private")
-        remove.click(delete, inputs=[to_delete], outputs=doc_outputs, api_visibility="private")
+        remove.click(delete, inputs=[to_delete, turns_state], outputs=doc_outputs, api_visibility="private")
+        viewer_request.change(open_document, inputs=[viewer_request, turns_state], outputs=[viewer],
+                              show_progress="hidden", api_visibility="private")
         docs_tab.select(list_documents, outputs=[docs_view, to_delete], api_visibility="private")
         app.load(list_documents, outputs=[docs_view, to_delete], api_visibility="private")
         answerer.change(settings_note, inputs=[answerer], outputs=[note], api_visibility="private")

@@ -70,12 +70,20 @@ def source_record(c: Citation, docs: dict[str, dict[str, Any]], doc_text: Callab
     meta = docs.get(c.source, {})
     before, quote, after, cut_before, cut_after = context_window(doc_text(c.doc_id), c.start, c.end)
     return {
-        "n": c.n, "title": meta.get("title") or c.title or c.source, "source": c.source,
+        "n": c.n, "doc_id": c.doc_id, "title": meta.get("title") or c.title or c.source, "source": c.source,
         "date": meta.get("publish_date", ""), "url": _safe_url(str(meta.get("url", ""))), "page": c.page,
         "location": c.location,
         "start": c.start, "end": c.end, "before": before, "quote": quote, "after": after,
-        "cut_before": cut_before, "cut_after": cut_after,
+        "cut_before": cut_before, "cut_after": cut_after, "stale": False,
     }
+
+
+def mark_stale(turns: Sequence[Turn], docs: dict[str, dict[str, Any]]) -> None:
+    """Flag each cited passage whose source is now another document (changed or removed since the answer):
+    a document's id is made from its content, so a changed file has a new one."""
+    for t in turns:
+        for s in t.sources:
+            s["stale"] = docs.get(s["source"], {}).get("doc_id") != s["doc_id"]
 
 
 def _answer_html(text: str, turn_no: int, cited: set[int]) -> str:
@@ -200,7 +208,9 @@ def _source_html(s: dict[str, Any], turn_no: int) -> str:
             f'<header><span class="num">{s["n"]}</span><span class="title">{esc(s["title"])}</span></header>'
             f'<div class="src-meta">{" · ".join(meta)}</div>'
             f'<blockquote class="context">{context}</blockquote>'
-            f'<div class="span">characters {s["start"]:,}–{s["end"]:,}</div></article>')
+            + ('<div class="stale" role="note">source changed since this answer</div>' if s.get("stale") else "")
+            + f'<div class="span"><button type="button" class="open-doc" data-turn="{turn_no}" data-n="{s["n"]}">'
+            f'Open in document</button> characters {s["start"]:,}–{s["end"]:,}</div></article>')
 
 
 def sources_html(turns: Sequence[Turn]) -> str:
