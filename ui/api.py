@@ -229,7 +229,7 @@ def build_api(service: Service, *, host: str = "127.0.0.1", queue_size: int = QU
             return scoped(service, body.as_of).ask_stream(body.question, body.history, body.k)
 
         if not body.stream:
-            kind, ans = await unless_gone(request, lambda: last(limits.answers, make))
+            _, ans = await unless_gone(request, lambda: last(limits.answers, make))
             return ans.to_json()
         events = await open_stream(request, limits.answers, make)
 
@@ -297,7 +297,6 @@ def build_api(service: Service, *, host: str = "127.0.0.1", queue_size: int = QU
         return JSONResponse({"error": f"no route {request.method} /v1/{rest}; /docs lists the routes"},
                             status_code=404)
 
-    api.state.limits = limits
     return api
 
 
