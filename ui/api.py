@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -321,13 +321,28 @@ def _add_uploads(service: Service, uploads: list[tuple[str, Any]]) -> dict[str, 
             "summary": summary.to_json()}
 
 
-class Server:
-    """uvicorn serving `app` on host:port, in this thread or in the background (`close()` stops it)."""
+class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.before_shutdown = before_shutdown
 
-    def __init__(self, app: FastAPI, host: str, port: int, *, quiet: bool = False) -> None:
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.before_shutdown is not None:  # ends long-lived streams (the app's heartbeats) before the wait
+            self.before_shutdown()
+        await super().shutdown(sockets)
+
+
+class Server:
+    """uvicorn serving `app` on host:port, in this thread or in the background (`close()` stops it).
+
+    `before_shutdown` runs in the server's loop when it starts to stop, to end streams that would
+    otherwise hold the shutdown for its whole grace period."""
+
+    def __init__(self, app: FastAPI, host: str, port: int, *, quiet: bool = False,
+                 before_shutdown: Callable[[], None] | None = None) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="error" if quiet else "warning",
                                 timeout_graceful_shutdown=3)
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config, before_shutdown)
         self.url = f"http://{host}:{port}/"
         self.thread: threading.Thread | None = None
         if not quiet:

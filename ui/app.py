@@ -295,7 +295,8 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
     # the same limits with its own slots (ui/api_base.py).
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     gr.mount_gradio_app(api, app, "/", server_name=host, server_port=port, auth=auth, **launch_options())
-    server = Server(api, host, port, quiet=quiet)
+    mounted = api.routes[-1].app  # type: ignore[attr-defined]  # the Gradio app that mount_gradio_app added
+    server = Server(api, host, port, quiet=quiet, before_shutdown=mounted.stop_event.set)
     if prevent_thread_lock:
         return server.start()
     server.run()
