@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="answer a question (- reads questions from stdin)")
     p.add_argument("question")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--stream", action="store_true", help="print the verified text as it comes, then the sources")
     p.add_argument("--k", type=int, default=None, help="passages to retrieve")
 
     p = sub.add_parser("search", parents=[common], help="retrieval only")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", parents=[common], help="print a document's stored text")
     p.add_argument("doc_id")
 
-    p = sub.add_parser("serve", parents=[common], help="the Gradio app")
+    p = sub.add_parser("serve", parents=[common], help="the app and the HTTP API (docs/api.md)")
     p.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
 
@@ -111,6 +112,10 @@ def _read_questions() -> Iterator[tuple[int, str, Any, str]]:
 
 def _print_answer(ans: Any) -> None:
     print(ans.answer)
+    _print_sources(ans)
+
+
+def _print_sources(ans: Any) -> None:
     if ans.citations:
         print()
         for c in ans.citations:
@@ -118,8 +123,28 @@ def _print_answer(ans: Any) -> None:
             print(f"[{c.n}] {c.source}{page} ({c.start}-{c.end}): \"{c.quote}\"")
 
 
+def _stream_answer(svc: Any, question: str, k: int | None) -> None:
+    shown, ans = "", None
+    for kind, value in svc.ask_stream(question, k=k):
+        if kind == "delta":
+            sys.stdout.write(value)
+            sys.stdout.flush()
+            shown += value
+        else:
+            ans = value
+    assert ans is not None
+    # an answerer that does not stream (and a refusal) gives the whole text at the end
+    print(ans.answer[len(shown):] if ans.answer.startswith(shown) else "")
+    _print_sources(ans)
+
+
 def _cmd_ask(args: argparse.Namespace) -> int:
+    if args.stream and (args.json or args.question == "-"):
+        raise UsageError("--stream prints one answer as text; drop --json and give the question itself, not -")
     svc = _service(args)
+    if args.stream:
+        _stream_answer(svc, args.question, args.k)
+        return 0
     if args.question != "-":
         ans = svc.ask(args.question, k=args.k)
         print(json.dumps(ans.to_json(), ensure_ascii=False)) if args.json else _print_answer(ans)

@@ -2,11 +2,14 @@
 
     RagError
      ├── UsageError            bad input from the user (exit code 2)
-     │    └── EmptyQuestion
+     │    ├── EmptyQuestion
+     │    ├── NotFound             no such document (HTTP 404)
+     │    └── TooLarge             an upload or request body over its size limit (HTTP 413)
      ├── IndexMismatch         the index was built with other settings (rebuild it)
      ├── IndexNotFound         nothing has been ingested yet
      ├── BackendUnavailable    a Chroma server or LLM server cannot be reached
-     └── ModelError            a bundled model is missing or fails its checksum
+     ├── ModelError            a bundled model is missing or fails its checksum
+     └── Busy                  the server's queue is full (HTTP 503; try again shortly)
 """
 
 
@@ -24,6 +27,14 @@ class UsageError(RagError):
 
 class EmptyQuestion(UsageError):
     """A question that is empty or only white space."""
+
+
+class NotFound(UsageError):
+    """The document asked for is not in the index."""
+
+
+class TooLarge(UsageError):
+    """An upload or a request body is over its size limit."""
 
 
 class IndexMismatch(RagError):
@@ -44,3 +55,7 @@ class BackendUnavailable(RagError):
 
 class ModelError(RagError):
     """A bundled model is missing or corrupt."""
+
+
+class Busy(RagError):
+    """Too many requests are already waiting; the message says when to try again."""

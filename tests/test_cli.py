@@ -51,6 +51,13 @@ def test_ask_text_prints_numbered_sources(cli_env):
     assert "Xavier Brunson" in out.stdout and "\n[1] " in out.stdout
 
 
+def test_ask_stream_prints_the_text_then_the_numbered_sources(cli_env):
+    out = run(["ask", "How many artillery shells has North Korea sent to Russia?", "--stream"], cli_env)
+    text, _, sources = out.stdout.partition("\n\n")
+    assert "six million" in text and "[1]" in text
+    assert sources.startswith(f"[1] {SEED_SHELLS} (") and "six million" in sources
+
+
 def test_batch_from_stdin_answers_each_line_in_order(cli_env):
     lines = "\n".join([
         "How many artillery shells has North Korea sent to Russia?",

@@ -23,6 +23,8 @@ import gradio as gr  # noqa: E402
 from rag.errors import RagError, UsageError  # noqa: E402
 from rag.service import ANSWERERS, Service  # noqa: E402
 from rag.sources import MAX_PDF_BYTES, SUPPORTED_SUFFIXES  # noqa: E402
+from ui.api import Server, build_api  # noqa: E402
+from ui.api_base import QUEUE_SIZE  # noqa: E402
 from ui.render import Turn, chat_html, documents_html, esc, mark_stale, source_record, sources_html  # noqa: E402
 from ui.uploads import check_upload, place  # noqa: E402
 from ui.viewer import dialog_html, pdf_pages_html, text_html, window  # noqa: E402
@@ -32,7 +34,6 @@ TITLE = "Ask the documents"
 INTRO = ("Ask a question about the indexed documents. Every claim in an answer carries a numbered badge: "
          "click it to read the exact passage it comes from, highlighted in its context.")
 MAX_K = 20
-QUEUE_SIZE = 64  # ~5 minutes of generative answers at ~5 s each; 20 concurrent chats fit three times over
 
 
 class Services:
@@ -326,14 +327,21 @@ def launch_options() -> dict[str, Any]:
 
 
 def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, prevent_thread_lock: bool = False,
-          quiet: bool = False) -> gr.Blocks:
-    """Ingest the corpus if the index is empty, then run the app on host:port (127.0.0.1 by default)."""
+          quiet: bool = False) -> Server:
+    """Ingest the corpus if the index is empty, then run the app at / and the HTTP API (ui/api.py) beside it
+    on host:port (127.0.0.1 by default). With `prevent_thread_lock` it runs in the background until `close()`."""
     auth = auth_from_env()
+    api = build_api(service, host=host, app_auth=auth is not None)  # first: a bad RAG_API_KEYS stops it here
     _ingest_if_empty(service)
     app = build_app(service)
     # One answer at a time per event: the model has two cores. At most QUEUE_SIZE requests wait; more are
-    # refused at once ("queue is full") instead of piling up (README, Limits and guarantees).
+    # refused at once ("queue is full") instead of piling up (README, Limits and guarantees). The API keeps
+    # the same limits with its own slots (ui/api_base.py).
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
-    app.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
-               quiet=quiet, **launch_options())
-    return app
+    gr.mount_gradio_app(api, app, "/", server_name=host, server_port=port, auth=auth, **launch_options())
+    mounted = api.routes[-1].app  # type: ignore[attr-defined]  # the Gradio app that mount_gradio_app added
+    server = Server(api, host, port, quiet=quiet, before_shutdown=mounted.stop_event.set)
+    if prevent_thread_lock:
+        return server.start()
+    server.run()
+    return server

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.errors import RagError, UsageError
+from rag.errors import RagError, TooLarge, UsageError
 from rag.sources import META_SUFFIX, SUPPORTED_SUFFIXES, read_file, size_limit
 
 # Letters, digits and a few separators; starts with a letter or digit (no hidden files, no "..").
@@ -44,7 +44,7 @@ def check_upload(path: Path, name: str, corpus: Path) -> Upload:
     if size == 0:
         raise UsageError(f"{name!r} is empty; upload a file with text in it")
     if size > limit:
-        raise UsageError(f"{name!r} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; split it")
+        raise TooLarge(f"{name!r} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; split it")
     try:
         read_file(path, corpus)  # decodes and extracts exactly as ingest will
     except RagError as e:
