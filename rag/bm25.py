@@ -24,7 +24,7 @@ import numpy as np
 # Words of two or more letters or digits, lower-cased; English stop words carry no evidence.
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 # Web addresses are not words: a reference list's links ("stripes.com/.../north-korea-artillery-shells-
-# russia") matched a question's words better than the sentences the links cite (README, Retrieval).
+# russia") matched a question's words better than the sentences the links cite (docs/retrieval.md#web-addresses).
 _URL = re.compile(r"\b(?:https?://|www\.)\S+|\b(?:pic\.twitter\.com|t\.co)/\S+", re.I)
 FETCH_BATCH = 2000
 TITLES = True
@@ -161,7 +161,7 @@ class BM25Index:
                 self.doc_ids.append(str(meta.get("doc_id", "")))
                 dates.append(normalise_date(str(meta.get("publish_date") or "")))
                 # The title counts as words of every chunk of its document: a question names a story by
-                # its subject, which often only the headline states (MultiHop-RAG, README).
+                # its subject, which often only the headline states (MultiHop-RAG, docs/retrieval.md#goals).
                 title = str(meta.get("title") or "") if TITLES else ""
                 self.tokens.append(tokenize(f"{title}\n{text or ''}"))
         self.dates = np.array(dates, dtype="<U10")

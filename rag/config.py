@@ -33,7 +33,7 @@ def set_offline_env() -> None:
 
 @dataclass(frozen=True)
 class ChunkingSettings:
-    """How documents are split: 128 tokens / 16 overlap (README, Chunking, has the table).
+    """How documents are split: 128 tokens / 16 overlap (docs/embedding-and-chunking.md#chunking has the table).
 
     Hybrid retrieval with MiniLM, one run each: SQuAD2-500 hit@1 0.905 (128/16), 0.864 (256/32),
     0.876 (384/48), 0.868 (512/64); RealTimeQA dev over 218 of its articles MRR@10 0.885, 0.844, 0.865,

@@ -176,9 +176,9 @@ class LocalModel:
                               "n_batch": 512, "flash_attn": True, "verbose": False, "seed": 0}
         # Prompt lookup decoding: answers restate their passages, so the next few tokens are often a run
         # of the prompt; llama.cpp checks up to GUESSES such guesses in one batch (on both cores) and keeps
-        # the ones the model agrees with: 1.4x faster generation on the labeled set (README, generative
-        # latency). The guesses need every position's logits (`logits_all`, set here too: llama-cpp-python
-        # sizes its logits array from the argument, not from the draft model).
+        # the ones the model agrees with: 1.4x faster generation on the labeled set
+        # (docs/latency.md#prompt-lookup). The guesses need every position's logits (`logits_all`, set
+        # here too: llama-cpp-python sizes its logits array from the argument, not from the draft model).
         def writer() -> Any:
             gen = {**kw, "logits_all": True, "draft_model": _LookupInTurn(turn_start)}
             llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,

@@ -6,7 +6,7 @@ A news headline carries where it ran after a dash or a bar ("Apple defends Googl
 (rag/retrieve.py) gives each publisher a question names, as written, and each date it names one more keyword
 ranking over those documents only. Why: a question about several reports ("The Verge says X, while
 TechCrunch says Y") is one long query, and the whole-corpus rankings favour whichever part has the rarer
-words; MultiHop-RAG recall@10 (README, Retrieval).
+words; MultiHop-RAG recall@10 0.804 -> 0.922 (docs/retrieval.md#named-rankings).
 """
 
 from __future__ import annotations
