@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rag.config import ChunkingSettings
 from rag.types import Chunk, Document
 
+if TYPE_CHECKING:  # imported when first needed: llama-index takes a while to load
+    from llama_index.core.node_parser import SentenceSplitter
+
 
 @lru_cache(maxsize=4)
-def _splitter(chunk_size: int, chunk_overlap: int):  # type: ignore[no-untyped-def]
+def _splitter(chunk_size: int, chunk_overlap: int) -> SentenceSplitter:
     from llama_index.core.node_parser import SentenceSplitter
 
     return SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 
 def repo_root() -> Path:
@@ -63,7 +64,7 @@ class Settings:
     as_of: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, overridden by RAG_* environment variables, overridden by keyword arguments."""
         env = dict(os.environ if env is None else env)
         s = cls()
@@ -79,14 +80,14 @@ class Settings:
             "RAG_LLM_API_KEY": ("llm_api_key", str),
             "RAG_AS_OF": ("as_of", str),
         }
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for var, (name, conv) in mapping.items():
             if env.get(var):
                 values[name] = conv(env[var])
         for name, value in overrides.items():
             if value is not None:
                 values[name] = Path(value) if name in ("corpus", "index") else value
-        return replace(s, **values)  # type: ignore[arg-type]
+        return replace(s, **values)
 
     def build_info(self) -> dict[str, str | int]:
         """What shapes the stored vectors; an index built with other values must be rebuilt."""

@@ -105,9 +105,9 @@ class Service:
         if self.settings.answerer == "extractive":
             return extractive
         try:
-            from rag.answer.generative import build_generative  # type: ignore[import-not-found]
+            from rag.answer.generative import build_generative
 
-            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)  # type: ignore[no-any-return]
+            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)
         except (ImportError, ModelError) as e:
             self.notice = (f"generation is not available ({e}); answering extractively. "
                            "Run the README's setup command to install the bundled model.")
@@ -142,7 +142,7 @@ class Service:
             self._texts[doc_id] = got[0]
         return self._texts[doc_id]
 
-    def search(self, query: str, k: int | None = None, *, as_of: str | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | float | None = None, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks; `as_of` (default: the setting) keeps documents published by that date."""
         query = clean_question(query)
         as_of = as_of or self.settings.as_of
