@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rag.answer.base import Answerer, abstain
-from rag.bm25 import normalise_date
 from rag.config import Settings
 from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
@@ -23,6 +22,7 @@ from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store
+from rag.text import normalise_date
 from rag.types import Answer, Hit
 
 MAX_QUESTION_CHARS = 2000

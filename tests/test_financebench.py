@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer.base import cite
-from rag.chunking import sentence_spans
+from rag.text import sentence_spans
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.integration
