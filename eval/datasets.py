@@ -8,6 +8,11 @@ scorer each.
   and a refusal could not be told from a miss; the 112 also give gold-article hits and citation support.
   The articles are read with rag.sources.read_jsonl, as `rag ingest --jsonl corpus.jsonl.gz` reads them,
   so an index built that way has the same document ids and can be passed with `--index`.
+- realtimeqa_2026: 288 news questions of 2026 over the 2,022 web pages a search engine returned for them
+  (navigation text, live blogs, several stories a page). 248 are answerable (right as for realtimeqa);
+  the 40 asked in 2024 have their answer nowhere in the corpus and must be refused. A sample of N indexes
+  the pages that state a sampled question's gold choice (at most 5 a question, those sharing most words
+  with it) and 20 N others, at most 500: the same shape as realtimeqa's sample.
 - multihop_rag_500: 500 questions over the 326 articles (evidence sentences only; each title carries its
   publisher, which the questions name); right when the answer contains the gold answer; the 71 answered
   "Insufficient information." must be refused.
@@ -39,7 +44,7 @@ from rag.errors import UsageError
 from rag.sources import read_jsonl
 from rag.types import Document
 
-NAMES = ("realtimeqa", "multihop_rag_500", "squad2_500", "rgb_en_fact")
+NAMES = ("realtimeqa", "realtimeqa_2026", "multihop_rag_500", "squad2_500", "rgb_en_fact")
 REFUSAL_ANSWER = "insufficient information"
 # Articles indexed beside the gold ones in a sample run: enough that retrieval must choose, few enough that
 # a CI sample ingests in seconds.
@@ -145,14 +150,52 @@ def realtimeqa(root: Path, limit: int | None) -> PublicSet:
         docs = [d for d in docs if d.source in keep]
         note = f"{len(docs)} articles indexed: the sample's gold articles and {len(others)} others"
 
-    def score(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
-        text = answer_text(ans)
-        gold = [c for c in label.extra["choices"] if c in label.extra["answers"]]
-        wrong = [c for c in label.extra["choices"] if c not in label.extra["answers"]]
-        right = any(contains(text, c) for c in gold) and not any(contains(text, c) for c in wrong)
-        return {"choice_accuracy": float(right)}, right
+    return PublicSet("realtimeqa", docs, items, _choice_scorer, note)
 
-    return PublicSet("realtimeqa", docs, items, score, note)
+
+def _choice_scorer(label: Label, ans: dict[str, Any]) -> tuple[dict[str, float | None], bool]:
+    """Right when the answer contains a gold choice and no other choice; an unanswerable one must be refused."""
+    if not label.answerable:
+        return {"choice_accuracy": None}, bool(ans.get("abstained"))
+    text = answer_text(ans)
+    gold = [c for c in label.extra["choices"] if c in label.extra["answers"]]
+    wrong = [c for c in label.extra["choices"] if c not in label.extra["answers"]]
+    right = any(contains(text, c) for c in gold) and not any(contains(text, c) for c in wrong)
+    return {"choice_accuracy": float(right)}, right
+
+
+def gold_strings(label: Label) -> list[str]:
+    """The strings whose presence in a retrieved passage counts as the answer being retrieved."""
+    return [c for c in label.extra.get("choices", []) if c in label.extra.get("answers", [])]
+
+
+GOLD_PAGES_PER_QUESTION = 5
+
+
+def realtimeqa_2026(root: Path, limit: int | None) -> PublicSet:
+    items = []
+    for q in _jsonl(root / "queries.jsonl"):
+        items.append(Label(id=q["_id"], type="news_quiz" if q["answerable"] else "unanswerable",
+                           question=q["question"], gold_docs=(),
+                           extra={"choices": q["choices"], "answers": q["answers"],
+                                  "question_date": q.get("question_date", "")}))
+    items = _sample(items, limit)
+    docs = list(read_jsonl(root / "corpus.jsonl.gz", skipped=[]))
+    note = f"all {len(docs)} pages indexed"
+    if limit is not None:
+        keep: set[str] = set()
+        for it in items:
+            words = set(re.findall(r"\w{4,}", normalise(it.question)))
+            stating = [d for d in docs if any(contains(d.text, g) for g in gold_strings(it))] if it.answerable else []
+            stating.sort(key=lambda d: -len(words & set(re.findall(r"\w{4,}", normalise(d.text)))))
+            keep |= {d.source for d in stating[:GOLD_PAGES_PER_QUESTION]}
+        others = _stable_order(d.source for d in docs if d.source not in keep)
+        others = others[: min(RTQA_DISTRACTORS_PER_QUESTION * limit, RTQA_MAX_DISTRACTORS)]
+        gold_n = len(keep)
+        keep |= set(others)
+        docs = [d for d in docs if d.source in keep]
+        note = f"{len(docs)} pages indexed: {gold_n} stating a sampled question's answer and {len(others)} others"
+    return PublicSet("realtimeqa_2026", docs, items, _choice_scorer, note)
 
 
 def multihop(root: Path, limit: int | None) -> PublicSet:
@@ -239,10 +282,11 @@ def rgb_fact(root: Path, limit: int | None) -> PublicSet:
                      f"{len(docs)} snippets: each question's true, falsified and distracting snippets")
 
 
-LOADERS = {"realtimeqa": realtimeqa, "multihop_rag_500": multihop, "squad2_500": squad2, "rgb_en_fact": rgb_fact}
+LOADERS = {"realtimeqa": realtimeqa, "realtimeqa_2026": realtimeqa_2026, "multihop_rag_500": multihop,
+           "squad2_500": squad2, "rgb_en_fact": rgb_fact}
 
 
-def load(name: str, limit: int | None = None, root: Path | None = None) -> PublicSet:
+def load(name: str, limit: int | None = None, root: Path | None = None, *, all_documents: bool = False) -> PublicSet:
     """The named public set, sampled to `limit` questions; UsageError for an unknown name or a missing folder."""
     if name not in LOADERS:
         raise UsageError(f"unknown dataset {name!r}; use one of {', '.join(NAMES)} or all")
@@ -251,4 +295,8 @@ def load(name: str, limit: int | None = None, root: Path | None = None) -> Publi
     folder = (root or datasets_dir()) / name
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such dataset folder; the public sets live in ../shared/datasets")
-    return LOADERS[name](folder, limit)
+    data = LOADERS[name](folder, limit)
+    if all_documents and limit is not None:  # the sample's questions over the whole set's documents
+        whole = LOADERS[name](folder, None)
+        data.documents, data.note = whole.documents, whole.note
+    return data

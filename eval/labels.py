@@ -14,7 +14,8 @@ from rag.errors import UsageError
 EVAL_DIR = Path(__file__).resolve().parent
 LABELS = EVAL_DIR / "labels.yaml"
 GATES = EVAL_DIR / "gates.yaml"
-TYPES = ("single", "multi_fact", "both_docs", "conflict", "unanswerable", "paraphrase", "misspelling", "followup")
+TYPES = ("single", "multi_fact", "both_docs", "conflict", "unanswerable", "paraphrase", "misspelling", "followup",
+         "list", "comparison", "overview", "lower_case", "capital")
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,13 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "first_token_p50_ms": percentile((r.get("first_token_ms", r["total_ms"]) for r in rows), 50),
         "first_token_p95_ms": percentile((r.get("first_token_ms", r["total_ms"]) for r in rows), 95),
     }
+    recall = [r["answer_recall"] for r in rows if r.get("answer_recall") is not None]
+    if recall:
+        out["answer_recall"] = mean(recall)
+    lost = [r["lost_at"] for r in rows if r.get("lost_at")]
+    if any("lost_at" in r for r in rows):
+        for stage in ("retrieve", "evidence", "answerable", "write", "verify"):
+            out[f"lost_at_{stage}"] = ratio(sum(s == stage for s in lost), len(rows))
     # dataset-specific scores (exact match, F1, choice accuracy, conflict flags) average the same way
     extra_keys = sorted({k for r in rows for k in r.get("scores", {})})
     for k in extra_keys:

@@ -74,14 +74,62 @@ def score_answer(
         "rewritten_question": ans.get("rewritten_question"),
         "error": ans.get("error"),
     }
+    refusal = (ans.get("trace") or {}).get("refusal_reason")
+    if abstained:
+        row["refusal_reason"] = refusal or ""
     if public_score is not None:
         row["scores"], passed = public_score(label, ans)
+        strings = datasets.gold_strings(label)
+        if strings:
+            row["answer_recall"] = float(_stage_holds(ans, "retrieve", strings, doc_text))
+        row["lost_at"] = None if passed else lost_at(label, ans, strings, doc_text)
     elif label.answerable:
         passed = not abstained and all(hits)
     else:
         passed = abstained
     row["passed"] = bool(passed and not problems and not row["error"])
     return row
+
+
+STAGES = ("retrieve", "evidence", "answerable", "write", "verify")
+
+
+def _spans(ans: dict[str, Any], stage: str) -> list[tuple[str, int, int]]:
+    """(doc_id, start, end) of the text a stage of the answer's trace handed on."""
+    trace = ans.get("trace") or {}
+    if stage == "retrieve":
+        out = []
+        for h in (trace.get("retrieve") or {}).get("hits", []):
+            doc, _, span = h["chunk_id"].rpartition(":")
+            start, _, end = span.partition("-")
+            out.append((doc, int(start), int(end)))
+        return out
+    return [(p["doc_id"], p["start"], p["end"]) for p in (trace.get(stage) or {}).get("passages", [])]
+
+
+def _stage_holds(ans: dict[str, Any], stage: str, strings: Sequence[str], doc_text: Callable[[str], str]) -> bool:
+    text = " ".join(doc_text(d)[s:e] for d, s, e in _spans(ans, stage))
+    return any(datasets.contains(text, g) for g in strings)
+
+
+def lost_at(label: Label, ans: dict[str, Any], strings: Sequence[str], doc_text: Callable[[str], str]) -> str:
+    """The stage that lost a question the answer got wrong: where the gold string was last seen, or for a
+    question to refuse, the stage that let it through."""
+    trace = ans.get("trace") or {}
+    if not label.answerable:
+        return "answerable" if "answerable" in trace else "evidence"
+    if not _stage_holds(ans, "retrieve", strings, doc_text):
+        return "retrieve"
+    if "passages" in (trace.get("evidence") or {}) and not _stage_holds(ans, "evidence", strings, doc_text):
+        return "evidence"
+    if ans.get("abstained"):
+        return "answerable" if "answerable" in trace else "evidence"
+    write = (trace.get("write") or {}).get("text")
+    if write is None:
+        return "evidence"  # an extractive answer: its quotes are the selection
+    if not any(datasets.contains(write, g) for g in strings):
+        return "write"
+    return "verify"
 
 
 def ask_all(svc: Service, items: Sequence[Label], *, judge: ExactFirst, gold_for: Callable[[Label], GoldSpans],
@@ -219,7 +267,8 @@ def public_index(args: argparse.Namespace, name: str) -> Path:
     given = getattr(args, "index", None)
     if given is not None:
         return Path(given) / name if getattr(args, "dataset", None) == "all" else Path(given)
-    folder = name if getattr(args, "limit", None) is None else f"{name}-sample"
+    sample = getattr(args, "limit", None) is not None and not getattr(args, "all_documents", False)
+    folder = f"{name}-sample" if sample else name
     return repo_root() / ".rag" / "eval" / folder
 
 
@@ -251,7 +300,7 @@ def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> In
 
 
 def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[dict[str, Any]]:
-    data = datasets.load(name, getattr(args, "limit", None))
+    data = datasets.load(name, getattr(args, "limit", None), all_documents=getattr(args, "all_documents", False))
     index = public_index(args, name)
     # corpus: a folder that is never read (the documents come from the set), so no file is touched
     settings = _settings(args, index=index, corpus=index / "no-corpus")

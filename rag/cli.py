@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--dataset", default=None, help="a public set in ../shared/datasets, or all")
     p.add_argument("--limit", type=int, default=None, help="questions sampled from the public set")
+    p.add_argument("--all-documents", action="store_true",
+                   help="with --limit, index the whole public set's documents, not a sample of them")
     p.add_argument("--compare", action="store_true", help="run extractive and generative side by side")
     p.add_argument("--judge", choices=["auto", "llm", "lexical"], default="auto",
                    help="citation support judge (auto: the bundled LLM when it loads)")

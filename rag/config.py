@@ -59,6 +59,8 @@ class Settings:
     llm_url: str = ""
     llm_model: str = "local"
     llm_api_key: str = ""
+    # A GGUF file of the user's own to run locally instead of the bundled model (it reads and writes more)
+    llm_model_path: str = ""
     top_k: int = 5
     # Only documents published on or before this date (YYYY-MM-DD) are retrieved; "" means no limit.
     as_of: str = ""
@@ -78,6 +80,7 @@ class Settings:
             "RAG_LLM_URL": ("llm_url", str),
             "RAG_LLM_MODEL": ("llm_model", str),
             "RAG_LLM_API_KEY": ("llm_api_key", str),
+            "RAG_LLM_MODEL_PATH": ("llm_model_path", str),
             "RAG_AS_OF": ("as_of", str),
         }
         values: dict[str, Any] = {}

@@ -188,7 +188,8 @@ class LocalModel:
             llm._model.__class__ = _prompt_logits_last(loaded)
             return llm
 
-        self._judges = _PerPrompt(lambda: Llama(model_path=str(path), n_ctx=1024, **kw), JUDGE_CONTEXTS)
+        judge_ctx = max(1024, n_ctx // 2)  # the second opinion reads every passage at once
+        self._judges = _PerPrompt(lambda: Llama(model_path=str(path), n_ctx=judge_ctx, **kw), JUDGE_CONTEXTS)
         tok = self._judges.first.tokenize
         turn_start = tok(b"<|im_start|>", add_bos=False, special=True)[0]
         self._writers = _PerPrompt(writer, WRITER_CONTEXTS)  # llama-index LLMs
@@ -425,6 +426,12 @@ class ServerModel:
         return _two_way(yes, no)
 
 
+@functools.cache
+def _own_model(path: str) -> LocalModel:
+    """A user's own GGUF, loaded once per process, with room for the longer prompts it is given."""
+    return LocalModel(Path(path), n_ctx=8192)
+
+
 _LOCAL: LocalModel | None = None
 _LOCAL_LOCK = threading.Lock()
 
@@ -434,6 +441,12 @@ def load_chat_model(settings: Settings) -> ChatModel:
     global _LOCAL
     if settings.llm_url:
         return ServerModel(settings.llm_url, settings.llm_model, settings.llm_api_key)
+    if settings.llm_model_path:
+        path = Path(settings.llm_model_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"RAG_LLM_MODEL_PATH={settings.llm_model_path}: no such file; name a .gguf model "
+                             "file, or unset it to use the bundled model")
+        return _own_model(str(path.resolve()))
     with _LOCAL_LOCK:
         if _LOCAL is None:
             _LOCAL = LocalModel()

@@ -24,7 +24,7 @@ import numpy as np
 from rag.bm25 import BM25Index, normalise_date, recency_weight
 from rag.embedding import _NumpyEmbedding
 from rag.named import Publishers, named_dates
-from rag.store import Store
+from rag.store import Store, location_fields
 from rag.types import Hit
 
 MODES = ("hybrid", "dense", "bm25")
@@ -246,5 +246,6 @@ def _fetch(store: Store, ids: list[str]) -> dict[str, Hit]:
             source=m["source"], text=text, title=m.get("title", ""),
             publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
             page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
+            **location_fields(m),
         )
     return out

@@ -180,6 +180,8 @@ class Service:
         rewritten = standalone_question(question, history, llm=getattr(self.answerer, "llm", None))
         question = rewritten or question
         t_search = time.perf_counter()  # a model's rewrite is timed apart from retrieval
+        if k is None:  # an answerer may read more chunks than a search shows
+            k = getattr(self.answerer, "retrieve_k", None)
         hits = self.search(question, k)
         t1 = time.perf_counter()
         stream = getattr(self.answerer, "stream", None)
@@ -187,6 +189,7 @@ class Service:
         first: float | None = None  # when the first piece of answer text reached the caller
         if not hits:
             ans = abstain(question)
+            ans.trace = {"refusal_reason": "nothing was retrieved for the question"}
         elif stream is None:
             ans = self.answerer.answer(question, hits, self.doc_text)
         else:
@@ -198,6 +201,12 @@ class Service:
                     yield kind, value
         assert ans is not None
         ans.question, ans.rewritten_question = asked, rewritten
+        ans.trace = {"retrieve": {"query": question, "k": len(hits), "as_of": self.settings.as_of or None,
+                                  "hits": [{"chunk_id": h.chunk_id, "source": h.source, "score": round(h.score, 4)}
+                                           for h in hits]},
+                     **ans.trace}
+        if ans.abstained and not ans.trace.get("refusal_reason"):
+            ans.trace["refusal_reason"] = "the answerer found no passage that answers the question"
         t2 = time.perf_counter()
         ans.timings = {
             "retrieve_ms": round((t1 - t_search) * 1000),

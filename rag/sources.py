@@ -1,4 +1,4 @@
-"""Read documents: text, Markdown, HTML and PDF files from folders, and JSONL records.
+"""Read documents: text, Markdown, HTML, PDF, Office, CSV, EPUB and image files from folders, and JSONL records.
 
 A file's metadata (title, date, links) lives beside it in `NAME.meta.json`, so the text that citation
 offsets index into is the file itself, byte for byte after UTF-8 decoding. HTML and PDF have no such text:
@@ -6,7 +6,10 @@ for them the index stores the extracted text (`rag show` prints it) and offsets 
 - HTML: trafilatura's main-content text (navigation, footers and scripts dropped); a page where it finds
   no article falls back to all the visible text of the body.
 - PDF: pypdf's text of each page, pages joined by a blank line; `Document.pages` holds where each page
-  starts, so any offset maps back to its 1-based page.
+  starts, so any offset maps back to its 1-based page. A page without a text layer (a scan) is read by OCR
+  (rag/ocr.py, the `ocr` extra); then every page also gets a location, `{"page": N, "scanned": true}` for
+  the scanned ones, and each recognised line keeps its box (`Document.ocr_lines`).
+- Word, PowerPoint, Excel, CSV and EPUB: rag/formats.py (the `formats` extra); images: OCR.
 """
 
 from __future__ import annotations
@@ -14,23 +17,34 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from rag import ocr
 from rag.errors import UsageError
+from rag.formats import EPUB_SUFFIXES, OFFICE_SUFFIXES, Extracted, read_structured
+from rag.formats import clean_text as _clean_extracted
 from rag.types import Document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+STRUCTURED_SUFFIXES = OFFICE_SUFFIXES | EPUB_SUFFIXES | {".csv"}
+IMAGE_SUFFIXES = ocr.IMAGE_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | STRUCTURED_SUFFIXES | IMAGE_SUFFIXES
 META_SUFFIX = ".meta.json"
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PDF_BYTES = 100 * 1024 * 1024  # filings with embedded images run to tens of megabytes
+# Formats that carry pictures get the larger limit; text, HTML, CSV and spreadsheets the smaller one.
+LARGE_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | EPUB_SUFFIXES | {".docx", ".pptx"}
+
+
+def size_limit(suffix: str) -> int:
+    """The largest file of this type that is read (and uploaded), in bytes."""
+    return MAX_PDF_BYTES if suffix.lower() in LARGE_SUFFIXES else MAX_FILE_BYTES
 PAGE_SEPARATOR = "\n\n"
 
 
@@ -74,20 +88,27 @@ def read_file(path: Path, corpus: Path) -> Document:
         raise UsageError(f"{path}: links to {path.resolve()}, outside the corpus; not followed "
                          "(copy the file into the corpus instead)")
     size = path.stat().st_size
-    limit = MAX_PDF_BYTES if suffix in PDF_SUFFIXES else MAX_FILE_BYTES
+    limit = size_limit(suffix)
     if size > limit:
         raise UsageError(f"{path}: {size} bytes is over the {limit} byte limit; split the file")
     meta = _read_meta(path)
     pages: tuple[int, ...] = ()
     if suffix in PDF_SUFFIXES:
-        text, pages, found_title = _pdf_text(path)
+        found, pages = _pdf_text(path)
     elif suffix in HTML_SUFFIXES:
         text, found_title = _html_text(path, _decode(path, path.read_bytes()))
+        found = Extracted(text=text, title=found_title)
+    elif suffix in STRUCTURED_SUFFIXES:
+        found = read_structured(path, lambda html: _html_text(path, html)[0])
+    elif suffix in IMAGE_SUFFIXES:
+        found = _image_text(path)
     else:
-        text, found_title = _decode(path, path.read_bytes()), ""
+        found = Extracted(text=_decode(path, path.read_bytes()))
+    text, found_title = found.text, found.title
     if not text.strip():
-        why = {".pdf": "no text could be extracted (a scanned PDF needs OCR first)"}.get(
-            suffix, "no text could be extracted" if suffix in HTML_SUFFIXES else "empty file")
+        why = "empty file" if suffix in TEXT_SUFFIXES else (
+            "no text found by OCR (an image without text)" if suffix in IMAGE_SUFFIXES
+            else "no text could be extracted")
         raise UsageError(f"{path}: {why}")
     title = meta.get("title") or found_title or _first_line(text) or path.stem
     return Document(
@@ -97,6 +118,8 @@ def read_file(path: Path, corpus: Path) -> Document:
         url=meta.get("url", ""),
         publish_date=meta.get("publish_date", meta.get("date", "")),
         pages=pages,
+        locations=tuple(found.locations),
+        ocr_lines=tuple(found.ocr_lines),
     )
 
 
@@ -171,15 +194,30 @@ def _visible_text(html: str) -> tuple[str, str]:
     return "".join(parser.parts), " ".join("".join(parser.title).split())
 
 
-def _clean_extracted(text: str) -> str:
-    """Extracted text with runs of spaces and blank lines collapsed: what the index stores and quotes."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "")
-    lines = [re.sub(r"[ \t\f\v\u00a0]+", " ", line).strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+def _image_text(path: Path) -> Extracted:
+    """An image's OCR text, one recognised line a line, each line's box kept."""
+    out = Extracted()
+    _add_ocr_page(out, ocr.image_lines(path), {"scanned": True}, 1)
+    return out
 
 
-def _pdf_text(path: Path) -> tuple[str, tuple[int, ...], str]:
-    """The PDF's text page by page, where each page starts in it, and its title (from its metadata)."""
+def _add_ocr_page(out: Extracted, lines: list[ocr.Line], location: dict[str, object], page: int) -> None:
+    """Append a page of recognised lines at the end of `out`, recording the page and each line's box."""
+    if not lines:
+        return
+    at = len(out.text)
+    out.locations.append((at, location))
+    for k, (text, box) in enumerate(lines):  # recognised lines are single-spaced and trimmed already
+        out.ocr_lines.append((at, at + len(text), page, box))
+        at += len(text) + 1
+        out.text += text + ("\n" if k < len(lines) - 1 else "")
+
+
+def _pdf_text(path: Path) -> tuple[Extracted, tuple[int, ...]]:
+    """The PDF's text page by page, where each page starts in it, and its title (from its metadata).
+
+    Pages without a text layer are read by OCR when the `ocr` extra is installed; a PDF with no text layer
+    at all is refused with the extra's name when it is not."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, PdfReadError
 
@@ -196,17 +234,25 @@ def _pdf_text(path: Path) -> tuple[str, tuple[int, ...], str]:
             title = ""
     except (PdfReadError, DependencyError) as e:
         raise UsageError(f"{path}: not a readable PDF ({e})") from None
-    parts: list[str] = []
+    blank = [i for i, page in enumerate(page_texts) if not page]
+    scanned: dict[int, list[ocr.Line]] = {}
+    # Without the extra a PDF with some text keeps it (as before); one with none says what to install.
+    if blank and (ocr.available() or len(blank) == len(page_texts)):
+        scanned = ocr.pdf_page_lines(path, blank)
+    out = Extracted(title=title)
     starts: list[int] = []
-    offset = 0
     for i, page in enumerate(page_texts):
         if i:
-            parts.append(PAGE_SEPARATOR)
-            offset += len(PAGE_SEPARATOR)
-        starts.append(offset)
-        parts.append(page)
-        offset += len(page)
-    return "".join(parts), tuple(starts), title
+            out.text += PAGE_SEPARATOR
+        starts.append(len(out.text))
+        if i in scanned:
+            _add_ocr_page(out, scanned[i], {"page": i + 1, "scanned": True}, i + 1)
+        elif scanned and page:  # beside scanned pages each page says which it is, so no label runs over
+            out.locations.append((len(out.text), {"page": i + 1}))
+            out.text += page
+        else:
+            out.text += page
+    return out, tuple(starts)
 
 
 def _first_line(text: str) -> str:

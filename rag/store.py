@@ -17,6 +17,12 @@ answering is retried briefly, then reported in one line (BackendUnavailable).
 PDF pages: a chunk's metadata holds `page` (where it starts) and `page_starts` (offsets inside it where a
 later page begins), so a quote anywhere in a retrieved chunk gets its own page (`Hit.page_at`); the document
 record holds every page start (`pages`).
+
+Locations (docx paragraphs, slides, sheet rows, chapters, scanned pages) travel the same way: a chunk holds
+`location` (the unit where it starts, JSON) and `location_starts` (later units beginning inside it), and
+the document record holds every unit (`locations`) and, for OCR, each recognised line's box (`ocr_lines`).
+Indexes written before these fields existed need no rebuild: their chunks simply have no location, which is
+right for the formats they could hold (text, HTML, text PDFs).
 """
 
 from __future__ import annotations
@@ -117,6 +123,22 @@ def _page_starts(doc: Document, chunk: Chunk) -> str:
     return json.dumps(inside) if inside else ""
 
 
+def _location_meta(doc: Document, chunk: Chunk) -> dict[str, str]:
+    """The chunk's starting unit and the units that begin inside it, as JSON; empty without units."""
+    if not doc.locations:
+        return {"location": "", "location_starts": ""}
+    at = doc.location_at(chunk.start)
+    inside = [[start, loc] for start, loc in doc.locations if chunk.start < start < chunk.end]
+    return {"location": json.dumps(at) if at else "", "location_starts": json.dumps(inside) if inside else ""}
+
+
+def location_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """`Hit` keyword arguments for the location held in a chunk's metadata (see `_location_meta`)."""
+    starts = json.loads(meta["location_starts"]) if meta.get("location_starts") else []
+    return {"location": json.loads(meta["location"]) if meta.get("location") else None,
+            "location_starts": tuple((int(start), loc) for start, loc in starts)}
+
+
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: ("" if v is None else v) for k, v in meta.items()}
 
@@ -201,6 +223,8 @@ class Store:
             "source": doc.source, "hash": doc.hash, "title": doc.title, "url": doc.url,
             "publish_date": doc.publish_date, "chunks": n_chunks, "state": state,
             "pages": json.dumps(list(doc.pages)) if doc.pages else "",
+            "locations": json.dumps([[start, loc] for start, loc in doc.locations]) if doc.locations else "",
+            "ocr_lines": json.dumps([list(line) for line in doc.ocr_lines]) if doc.ocr_lines else "",
             "ingested_at": int(time.time()),
         })
 
@@ -230,7 +254,7 @@ class Store:
                     metadata=_clean_meta({
                         "doc_id": doc_id, "source": doc.source, "title": doc.title,
                         "publish_date": doc.publish_date, "page": doc.page_at(chunk.start) or 0,
-                        "page_starts": _page_starts(doc, chunk),
+                        "page_starts": _page_starts(doc, chunk), **_location_meta(doc, chunk),
                     }),
                 )
                 node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
@@ -251,6 +275,18 @@ class Store:
         got = self.document(doc_id)
         raw = got[1].get("pages") if got else ""
         return tuple(json.loads(raw)) if raw else ()
+
+    def locations(self, doc_id: str) -> tuple[tuple[int, dict[str, Any]], ...]:
+        """Where each located unit of a document starts, with its label; empty for plain documents."""
+        got = self.document(doc_id)
+        raw = got[1].get("locations") if got else ""
+        return tuple((int(start), loc) for start, loc in json.loads(raw)) if raw else ()
+
+    def ocr_lines(self, doc_id: str) -> list[dict[str, Any]]:
+        """Each OCR-recognised line of a document: `start`, `end`, `page` and `box` (fractions of the page)."""
+        got = self.document(doc_id)
+        raw = got[1].get("ocr_lines") if got else ""
+        return [{"start": s, "end": e, "page": p, "box": box} for s, e, p, box in json.loads(raw)] if raw else []
 
     def delete_document(self, doc_id: str) -> None:
         self.chunks.delete(where={"doc_id": doc_id})
@@ -290,5 +326,6 @@ class Store:
                 source=m["source"], text=node.get_content(), title=m.get("title", ""),
                 publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
                 page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
+                **location_fields(m),
             ))
         return hits

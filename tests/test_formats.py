@@ -103,7 +103,7 @@ def test_walk_finds_html_and_pdf(tmp_path):
     make_pdf(tmp_path / "a.pdf", HARBOUR_PAGES)
     (tmp_path / "b.htm").write_text(ARTICLE_HTML, encoding="utf-8")
     (tmp_path / "c.md").write_text("# C\n\ntext\n", encoding="utf-8")
-    (tmp_path / "d.docx").write_bytes(b"PK\3\4")
+    (tmp_path / "d.odt").write_bytes(b"PK\3\4")
     assert [p.name for p in walk([tmp_path], tmp_path)] == ["a.pdf", "b.htm", "c.md"]
 
 

@@ -137,4 +137,4 @@ def test_the_check_asked_in_the_generation_context_leaves_the_answer_unchanged(c
     p = answerer.answerability(question, evidence)
     after = "".join(chat_model.stream(msgs, max_tokens=30))
     assert after == alone and "Pyongyang" in after
-    assert p >= answerer.answerable[0]
+    assert p >= answerer.settings.answerable[0]

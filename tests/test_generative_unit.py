@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import re
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def test_missing_model_falls_back_to_extractive(make_service, hash_embedder, mon
 
 def test_evidence_the_judge_finds_no_answer_in_is_refused_before_generating(make):
     answerer, model = make("The tunnel opened in 1987 [1].")
-    answerer.answerable = (0.95, 0.99)  # above what the scripted model gives any passage
+    answerer.settings = replace(answerer.settings, answerable=(0.95, 0.99))  # above what the model gives
     ans, deltas = _run(answerer, "When did the harbour tunnel open?")
     assert ans.abstained and deltas == [] and model.prompts == []
 

@@ -72,6 +72,7 @@ def source_record(c: Citation, docs: dict[str, dict[str, Any]], doc_text: Callab
     return {
         "n": c.n, "title": meta.get("title") or c.title or c.source, "source": c.source,
         "date": meta.get("publish_date", ""), "url": _safe_url(str(meta.get("url", ""))), "page": c.page,
+        "location": c.location,
         "start": c.start, "end": c.end, "before": before, "quote": quote, "after": after,
         "cut_before": cut_before, "cut_after": cut_after,
     }
@@ -116,10 +117,50 @@ def _turn_html(t: Turn, turn_no: int) -> str:
                 f'document{"s" * (n_docs != 1)} · {a.timings.get("total_ms", 0) / 1000:.1f} s')
         parts.append(f'<div class="msg bot answer"><div class="bubble">{banner}'
                      f'{_answer_html(a.answer, turn_no, cited)}</div><div class="meta">{meta}</div></div>')
+    if t.answer is not None and t.answer.trace:
+        parts.append(trace_html(t.answer.trace))
     if t.notice:
         parts.append(f'<div class="notice">{esc(t.notice)}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def trace_lines(trace: dict[str, Any]) -> list[str]:
+    """The answer's trace as plain sentences, one per stage that ran."""
+    out = []
+    r = trace.get("retrieve") or {}
+    if r:
+        out.append(f"Retrieved {r.get('k', 0)} passages" + (f" published by {r['as_of']}" if r.get("as_of") else "")
+                   + ".")
+    e = trace.get("evidence") or {}
+    if "best_score" in e:
+        out.append(f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}); "
+                   f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
+                   f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
+    a = trace.get("answerable") or {}
+    if "verdict" in a:
+        line = f"Answerable: the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}"
+        line += f", answer from {a['answer_from']})"
+        if "second_opinion" in a:
+            line += f"; second judge {a['second_opinion']:.2f} (needs {a['second_threshold']})"
+        out.append(line + ".")
+    if trace.get("conflict"):
+        out.append(f"Conflict: {len(trace['conflict']['sides'])} documents give different figures.")
+    v = trace.get("verify") or {}
+    if v.get("sentences"):
+        kept = sum("cited" in c for c in v["sentences"])
+        out.append(f"Verified: {kept} of {len(v['sentences'])} written sentences supported by their quotes "
+                   f"(judge threshold {v['threshold']})" + (", the best evidence quoted instead"
+                                                            if v.get("quoted_instead") else "") + ".")
+    if trace.get("refusal_reason"):
+        out.append(f"Refused: {trace['refusal_reason']}.")
+    return out
+
+
+def trace_html(trace: dict[str, Any]) -> str:
+    """A collapsed "How this was checked" block under an answer."""
+    items = "".join(f"<li>{esc(line)}</li>" for line in trace_lines(trace))
+    return f'<details class="trace"><summary>How this was checked</summary><ul>{items}</ul></details>'
 
 
 def chat_html(turns: Sequence[Turn], intro: str) -> str:
@@ -131,12 +172,26 @@ def chat_html(turns: Sequence[Turn], intro: str) -> str:
     return f'<div class="chat-scroll" data-v="{version}"><div class="chat-log">{body}</div></div>'
 
 
+def location_label(page: int | None, location: dict[str, Any] | None) -> str:
+    """Where the quote is, for the source card: "page 3", "page 3 (scanned)", "slide 4", "Sheet1, row 12"."""
+    loc = location or {}
+    if "sheet" in loc:
+        return f'{loc["sheet"]}, row {loc["row"]}' if loc.get("row") else str(loc["sheet"])
+    for unit in ("slide", "chapter", "paragraph"):
+        if unit in loc:
+            return f"{unit} {loc[unit]}"
+    page = page or loc.get("page")
+    scanned = " (scanned)" if loc.get("scanned") else ""
+    return f"page {page}{scanned}" if page else ("scanned image" if scanned else "")
+
+
 def _source_html(s: dict[str, Any], turn_no: int) -> str:
     meta = [f'<span class="file">{esc(s["source"])}</span>']
     if s["date"]:
         meta.append(f'<span class="date">{esc(s["date"])}</span>')
-    if s["page"]:
-        meta.append(f'<span class="page">page {s["page"]}</span>')
+    label = location_label(s["page"], s.get("location"))
+    if label:
+        meta.append(f'<span class="page">{esc(label)}</span>')
     if _safe_url(s["url"]):
         meta.append(f'<a href="{esc(s["url"])}" target="_blank" rel="noopener noreferrer">original</a>')
     context = (("… " if s["cut_before"] else "") + esc(s["before"]) + f'<mark>{esc(s["quote"])}</mark>'

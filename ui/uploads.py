@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError, UsageError
-from rag.sources import MAX_FILE_BYTES, MAX_PDF_BYTES, META_SUFFIX, PDF_SUFFIXES, SUPPORTED_SUFFIXES, read_file
+from rag.sources import META_SUFFIX, SUPPORTED_SUFFIXES, read_file, size_limit
 
 # Letters, digits and a few separators; starts with a letter or digit (no hidden files, no "..").
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,149}")
@@ -40,7 +40,7 @@ def check_upload(path: Path, name: str, corpus: Path) -> Upload:
     """The upload if its name, size and content are acceptable; UsageError saying what is wrong otherwise."""
     check_name(name)
     size = path.stat().st_size
-    limit = MAX_PDF_BYTES if Path(name).suffix.lower() in PDF_SUFFIXES else MAX_FILE_BYTES
+    limit = size_limit(Path(name).suffix)
     if size == 0:
         raise UsageError(f"{name!r} is empty; upload a file with text in it")
     if size > limit:

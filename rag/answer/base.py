@@ -32,14 +32,15 @@ class Answerer(Protocol):
 def cite(n: int, hit: Hit, start: int, end: int, doc_text: DocTexts, page: int | None = None) -> Citation:
     """A citation of `text[start:end]` of the hit's document; the quote is sliced, never copied.
 
-    `page` defaults to the PDF page where the quote starts (from the hit's page starts)."""
+    `page` defaults to the PDF page where the quote starts (from the hit's page starts); `location` is the
+    unit (slide, sheet row, ...) where the quote starts."""
     text = doc_text(hit.doc_id)
     if page is None:
         page = hit.page_at(start)
     if not (0 <= start < end <= len(text)):
         raise ValueError(f"span {start}-{end} is outside document {hit.doc_id} ({len(text)} characters)")
     return Citation(n=n, doc_id=hit.doc_id, chunk_id=hit.chunk_id, source=hit.source, title=hit.title,
-                    start=start, end=end, quote=text[start:end], page=page)
+                    start=start, end=end, quote=text[start:end], page=page, location=hit.location_at(start))
 
 
 def abstain(question: str, reason: str = "") -> Answer:

@@ -12,46 +12,14 @@ names (the names rule). Both were calibrated on SQuAD2-500 and MultiHop-RAG-500 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import Any
 
 from rag.answer.base import DocTexts, abstain, cite, strip_reference_marks
-from rag.chunking import sentence_spans
+from rag.answer.evidence import STOPWORDS, Candidate, content_terms, lexical_overlap, score_sentences
 from rag.embedding import _NumpyEmbedding
 from rag.types import Answer, Hit
 
-STOPWORDS = frozenset(
-    """a an the of to in on at by for with from and or but is are was were be been being has have had do
-    does did what which who whom whose when where why how many much that this these those it its as into
-    about than then there their they them he she his her him i you we our your my me not no yes can could
-    would should will shall may might must so if also any some such per via up out over under more most
-    say says said according tell told""".split()
-)
-_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,][0-9]+)*")
-_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|"
-                     r"billion|dozen)\b", re.I)
-
-
-def _stem(word: str) -> str:
-    w = word.lower()
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
-
-
-def content_terms(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS}
-
-
-def lexical_overlap(question_terms: set[str], sentence: str) -> float:
-    """Share of the question's content terms that the sentence contains (prefix match on 5 letters)."""
-    if not question_terms:
-        return 0.0
-    sent = content_terms(sentence)
-    prefixes = {t[:5] for t in sent}
-    hits = sum(1 for t in question_terms if t in sent or (len(t) >= 5 and t[:5] in prefixes))
-    return hits / len(question_terms)
-
+__all__ = ["Candidate", "ExtractiveAnswerer", "content_terms", "lexical_overlap", "names_found"]
 
 _NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-zA-Z]+|\d[\d,.]*)")
 
@@ -117,16 +85,6 @@ EVIDENCE_THRESHOLD = 0.45
 TERM_CAP = 6
 
 
-@dataclass(frozen=True)
-class Candidate:
-    hit: Hit
-    start: int
-    end: int
-    text: str
-    score: float
-    rank: int
-
-
 class ExtractiveAnswerer:
     """Answers with exact sentences from the passages; abstains below `evidence_threshold`.
 
@@ -134,6 +92,7 @@ class ExtractiveAnswerer:
     evidence with `candidates`) refuses; this answerer decides by `evidence_score` instead."""
 
     name = "extractive"
+    prompt_version = None  # it writes nothing: every sentence is a quote
 
     def __init__(
         self,
@@ -153,41 +112,8 @@ class ExtractiveAnswerer:
         self.max_sentences = max_sentences
 
     def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts) -> list[Candidate]:
-        """Every sentence of the hits, scored, best first."""
-        spans: list[tuple[Hit, int, int, str, int]] = []
-        seen: set[tuple[str, int, int]] = set()
-        doc_sentences: dict[str, list[tuple[int, int]]] = {}
-        for rank, hit in enumerate(hits):
-            text = doc_text(hit.doc_id)
-            if hit.doc_id not in doc_sentences:
-                doc_sentences[hit.doc_id] = sentence_spans(text)
-            # Whole sentences of the document that the chunk touches: a chunk may open or close inside a
-            # sentence, and a quote must never be cut off there.
-            for s, e in doc_sentences[hit.doc_id]:
-                if e <= hit.start or s >= hit.end:
-                    continue
-                key = (hit.doc_id, s, e)
-                sentence = text[s:e]
-                if key in seen or len(sentence.split()) < 4:
-                    continue
-                seen.add(key)
-                spans.append((hit, s, e, sentence, rank))
-        if not spans:
-            return []
-        q_terms = content_terms(question)
-        wants_number = _wants_number(question)
-        q_vec = self.embedder.embed_array([question], is_query=True)[0]
-        s_vecs = self.embedder.embed_array([strip_reference_marks(s[3]) for s in spans])
-        dense = s_vecs @ q_vec
-        out = []
-        for (hit, s, e, sentence, rank), d in zip(spans, dense, strict=True):
-            lex = lexical_overlap(q_terms, sentence)
-            score = self.dense_weight * float(d) + (1 - self.dense_weight) * lex
-            if wants_number and not _NUMBER.search(sentence):
-                score -= 0.1
-            out.append(Candidate(hit, s, e, sentence, score, rank))
-        out.sort(key=lambda c: (-c.score, c.rank, c.start))
-        return out
+        """Every sentence of the hits, scored, best first (the shared evidence scorer)."""
+        return score_sentences(question, hits, doc_text, self.embedder, self.dense_weight)
 
     def choose(self, cands: list[Candidate]) -> list[Candidate]:
         """The sentences an answer quotes: the best, then close ones, one per document first."""
@@ -223,30 +149,40 @@ class ExtractiveAnswerer:
         # the score's wording part, recounted against at most TERM_CAP of the question's words
         return best.score + (1 - self.dense_weight) * (min(1.0, hits / TERM_CAP) - hits / len(terms))
 
-    def evidence(self, question: str, hits: list[Hit], doc_text: DocTexts) -> list[Candidate]:
-        """The sentences to quote, best first; empty when the answerer abstains."""
+    def evidence(self, question: str, hits: list[Hit], doc_text: DocTexts,
+                 trace: dict[str, Any] | None = None) -> list[Candidate]:
+        """The sentences to quote, best first; empty when the answerer abstains (`trace` says why)."""
+        trace = {} if trace is None else trace
         cands = self.candidates(question, hits, doc_text)
         if not cands:
+            trace["refusal_reason"] = "no retrieved passage has a sentence to answer from"
             return []
-        if self.evidence_score(question, cands[0]) < self.evidence_threshold:
+        score = self.evidence_score(question, cands[0])
+        trace["evidence"] = {"sentences": len(cands), "best_score": round(score, 3),
+                             "threshold": self.evidence_threshold}
+        if score < self.evidence_threshold:
+            trace["refusal_reason"] = (f"the best sentence scores {score:.2f} < {self.evidence_threshold} "
+                                       "against the question")
             return []
         if not names_found(question, hits, cands[0].hit, doc_text):
+            trace["refusal_reason"] = "the retrieved documents do not name what the question names"
             return []
         return self.choose(cands)
 
     def answer(self, question: str, hits: list[Hit], doc_text: DocTexts) -> Answer:
-        chosen = self.evidence(question, hits, doc_text)
+        trace: dict[str, Any] = {}
+        chosen = self.evidence(question, hits, doc_text, trace)
         if not chosen:
-            return abstain(question)
+            ans = abstain(question)
+            ans.trace = trace
+            return ans
         parts, citations = [], []
         for n, c in enumerate(chosen, 1):
             parts.append(_with_marker(strip_reference_marks(c.text).rstrip(), n))
             citations.append(cite(n, c.hit, c.start, c.end, doc_text, page=_page(c, doc_text)))
-        return Answer(question=question, answer=" ".join(parts), abstained=False, citations=citations)
-
-
-def _wants_number(question: str) -> bool:
-    return bool(re.match(r"\s*how (many|much|long|old|far)\b|\s*what (number|percentage)", question, re.I))
+        trace["cite"] = {"citations": len(citations), "quoted": True}
+        return Answer(question=question, answer=" ".join(parts), abstained=False, citations=citations,
+                      trace=trace)
 
 
 def _with_marker(sentence: str, n: int) -> str:
