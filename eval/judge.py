@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from rag.answer.base import MARKER, strip_reference_marks
 from rag.answer.extractive import content_terms
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 _NUM = re.compile(r"\d[\d,.]*\d|\d")
 _NUM_WORDS = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
@@ -58,7 +62,7 @@ class ExactFirst:
     """A verbatim sentence is supported by the passage it was cut from; anything else goes to `inner`,
     which is built only when first needed (loading the LLM costs seconds and 2 GB)."""
 
-    def __init__(self, make_inner) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, make_inner: Callable[[], Judge]) -> None:
         self._make_inner = make_inner
         self._inner: Judge | None = None
         self.exact = 0
@@ -96,7 +100,7 @@ class _LLMJudge:
 
     name = "llm"
 
-    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings: Settings) -> None:
         from rag.answer.verify import SupportJudge
         from rag.llm import load_chat_model
 
@@ -107,7 +111,7 @@ class _LLMJudge:
         return float(self._judge.supports(sentence, passage))
 
 
-def build_judge(kind: str, settings=None) -> ExactFirst:  # type: ignore[no-untyped-def]
+def build_judge(kind: str, settings: Settings) -> ExactFirst:
     """`llm`, `lexical`, or `auto` (the LLM when it loads, else lexical, with one line saying so)."""
     if kind == "lexical":
         return ExactFirst(LexicalJudge)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.answer.base import MARKER
-from rag.chunking import sentence_spans
+from rag.text import sentence_spans
 
 _DASHES = dict.fromkeys(map(ord, "‐‑‒–—―−"), "-")
 _QUOTES = {ord("’"): "'", ord("‘"): "'", ord("“"): '"', ord("”"): '"'}
@@ -64,7 +64,7 @@ def sentences_with_markers(answer: str) -> list[tuple[str, list[int]]]:
     """The answer's sentences, each with the citation numbers it carries."""
     out = []
     for piece in _AFTER_MARKER.split(answer.strip()):
-        for start, end in sentence_spans(piece):  # the chunker's splitter: it knows "U.S." and "Gen."
+        for start, end in sentence_spans(piece):  # the pipeline's splitter: it knows "U.S." and "Gen."
             s = piece[start:end]
             out.append((s, [int(m) for m in MARKER.findall(s)]))
     return out

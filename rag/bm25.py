@@ -15,17 +15,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# Words of two or more letters or digits, lower-cased; English stop words carry no evidence.
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
-# Web addresses are not words: a reference list's links ("stripes.com/.../north-korea-artillery-shells-
-# russia") matched a question's words better than the sentences the links cite (README, Retrieval).
-_URL = re.compile(r"\b(?:https?://|www\.)\S+|\b(?:pic\.twitter\.com|t\.co)/\S+", re.I)
+from rag.text import WORD, terms
+from rag.text import normalise_date as normalise_date  # rag/retrieve.py imports it from here
+
 FETCH_BATCH = 2000
 TITLES = True
 # Changes to what is indexed change this, so that state files written before are rebuilt (v3: impossible
@@ -35,29 +32,6 @@ FORMAT = "v4-no-urls"
 # Another process may replace a document without changing the chunk count; the full id comparison
 # (a few hundred ms at 30,000 chunks) runs at most this often to notice.
 FULL_CHECK_SECONDS = 60.0
-
-
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
-
-
-_STOP = _stopwords()
-
-
-def tokenize(text: str) -> list[str]:
-    """The words BM25 matches on: lower case, stop words removed, a plural "s" folded away."""
-    out = []
-    for w in _TOKEN.findall(_URL.sub(" ", text).lower()):
-        if w in _STOP:
-            continue
-        # "missiles" matches "missile", "Russia's" matches "Russia"; words ending in "ss" or short words
-        # keep theirs ("gas", "press").
-        if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.append(w)
-    return out
 
 
 def fingerprint(ids: list[str]) -> str:
@@ -161,9 +135,9 @@ class BM25Index:
                 self.doc_ids.append(str(meta.get("doc_id", "")))
                 dates.append(normalise_date(str(meta.get("publish_date") or "")))
                 # The title counts as words of every chunk of its document: a question names a story by
-                # its subject, which often only the headline states (MultiHop-RAG, README).
+                # its subject, which often only the headline states (MultiHop-RAG, docs/retrieval.md#goals).
                 title = str(meta.get("title") or "") if TITLES else ""
-                self.tokens.append(tokenize(f"{title}\n{text or ''}"))
+                self.tokens.append(terms(f"{title}\n{text or ''}"))
         self.dates = np.array(dates, dtype="<U10")
         self.print = fp
         self._index()
@@ -194,7 +168,7 @@ class BM25Index:
         if self._bm25 is None:
             return np.zeros(len(self.ids), dtype=np.float32)
         vocab = self._bm25.vocab_dict
-        words = [w if w in vocab or not correct else self.correct(w) for w in tokenize(query)]
+        words = [w if w in vocab or not correct else self.correct(w) for w in terms(query)]
         words = [w for w in words if w]
         if not words:
             return np.zeros(len(self.ids), dtype=np.float32)
@@ -228,12 +202,12 @@ class BM25Index:
         vocab = self._bm25.vocab_dict
 
         def fix(m: re.Match[str]) -> str:
-            folded = tokenize(m.group(0))
+            folded = terms(m.group(0))
             if not folded or folded[0] in vocab:
                 return m.group(0)
             return self.correct(folded[0]) or m.group(0)
 
-        return _TOKEN.sub(fix, query)
+        return WORD.sub(fix, query)
 
     def correct(self, word: str) -> str:
         """A query word the index lacks, mapped to the indexed word one edit away that most chunks hold
@@ -298,15 +272,3 @@ def _edits1(word: str) -> set[str]:
             | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
             | {a + c + b[1:] for a, b in cuts if b for c in _LETTERS}
             | {a + c + b for a, b in cuts for c in _LETTERS})
-
-
-def normalise_date(value: str) -> str:
-    """YYYY-MM-DD from the date forms the corpora use (2022/06/12, 2022-06-12T10:00:00, ...), else "" (also
-    for a day the calendar lacks, such as 2023-02-30: a document dated so counts as undated)."""
-    m = re.match(r"\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", value)
-    if not m:
-        return ""
-    try:
-        return date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
-    except ValueError:
-        return ""

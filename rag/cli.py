@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rag.config import set_offline_env
 
@@ -19,7 +19,7 @@ from rag.errors import RagError, UsageError  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         print(f"rag: {message}; see `rag --help`", file=sys.stderr)
         sys.exit(2)
 
@@ -34,7 +34,7 @@ def _global_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # a _Parser like the subcommands that take it as a parent
     _global_options(common)
     parser = _Parser(prog="rag", description="Answers from a corpus, every claim cited.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

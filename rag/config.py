@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 
 def repo_root() -> Path:
@@ -33,7 +34,7 @@ def set_offline_env() -> None:
 
 @dataclass(frozen=True)
 class ChunkingSettings:
-    """How documents are split: 128 tokens / 16 overlap (README, Chunking, has the table).
+    """How documents are split: 128 tokens / 16 overlap (docs/embedding-and-chunking.md#chunking has the table).
 
     Hybrid retrieval with MiniLM, one run each: SQuAD2-500 hit@1 0.905 (128/16), 0.864 (256/32),
     0.876 (384/48), 0.868 (512/64); RealTimeQA dev over 218 of its articles MRR@10 0.885, 0.844, 0.865,
@@ -65,7 +66,7 @@ class Settings:
     as_of: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, overridden by RAG_* environment variables, overridden by keyword arguments."""
         env = dict(os.environ if env is None else env)
         s = cls()
@@ -82,14 +83,14 @@ class Settings:
             "RAG_LLM_MODEL_PATH": ("llm_model_path", str),
             "RAG_AS_OF": ("as_of", str),
         }
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for var, (name, conv) in mapping.items():
             if env.get(var):
                 values[name] = conv(env[var])
         for name, value in overrides.items():
             if value is not None:
                 values[name] = Path(value) if name in ("corpus", "index") else value
-        return replace(s, **values)  # type: ignore[arg-type]
+        return replace(s, **values)
 
     def build_info(self) -> dict[str, str | int]:
         """What shapes the stored vectors; an index built with other values must be rebuilt."""

@@ -282,8 +282,8 @@ _ENCRYPTED_CHAPTER = re.compile(r"URI=[\"'][^\"']+\.x?html?[\"']", re.IGNORECASE
 
 def read_epub(path: Path, html_to_text: Callable[[str], str]) -> Extracted:
     need("ebooklib", "formats", path)
-    import ebooklib  # type: ignore[import-untyped]
-    from ebooklib import epub  # type: ignore[import-untyped]
+    import ebooklib
+    from ebooklib import epub
 
     with zipfile.ZipFile(path) as zf:
         if "META-INF/encryption.xml" in zf.namelist() and _ENCRYPTED_CHAPTER.search(

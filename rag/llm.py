@@ -176,15 +176,16 @@ class LocalModel:
                               "n_batch": 512, "flash_attn": True, "verbose": False, "seed": 0}
         # Prompt lookup decoding: answers restate their passages, so the next few tokens are often a run
         # of the prompt; llama.cpp checks up to GUESSES such guesses in one batch (on both cores) and keeps
-        # the ones the model agrees with: 1.4x faster generation on the labeled set (README, generative
-        # latency). The guesses need every position's logits (`logits_all`, set here too: llama-cpp-python
-        # sizes its logits array from the argument, not from the draft model).
+        # the ones the model agrees with: 1.4x faster generation on the labeled set
+        # (docs/latency.md#prompt-lookup). The guesses need every position's logits (`logits_all`, set
+        # here too: llama-cpp-python sizes its logits array from the argument, not from the draft model).
         def writer() -> Any:
             gen = {**kw, "logits_all": True, "draft_model": _LookupInTurn(turn_start)}
             llm = LlamaCPP(model_path=str(path), temperature=0.0, max_new_tokens=200,
                            context_window=n_ctx, model_kwargs=gen,
                            messages_to_prompt=_messages_to_prompt, completion_to_prompt=lambda s: s)
-            llm._model.__class__ = _prompt_logits_last(type(llm._model))
+            loaded: type = type(llm._model)
+            llm._model.__class__ = _prompt_logits_last(loaded)
             return llm
 
         judge_ctx = max(1024, n_ctx // 2)  # the second opinion reads every passage at once
@@ -223,7 +224,7 @@ class LocalModel:
                          else (self._judge_lock, self._judges.get(messages)))
         with lock:
             context.create_completion(chatml(messages), max_tokens=1, temperature=0.0,
-                                      logits_processor=[capture])  # type: ignore[list-item]
+                                      logits_processor=[capture])
         return captured[0]
 
 
@@ -290,7 +291,7 @@ def _prompt_logits_last(llama_class: type) -> type:
     without, 1.8 s with). LlamaCPP builds its `Llama` itself, so the loaded instance gets this subclass.
     """
 
-    class PromptLogitsLast(llama_class):  # type: ignore[misc, valid-type]
+    class PromptLogitsLast(llama_class):
         def eval(self, tokens: Sequence[int]) -> None:
             if len(tokens) <= GUESSES + 1:  # one sampled token and the guesses that follow it
                 return super().eval(tokens)
@@ -371,7 +372,7 @@ class ServerModel:
         if not base.endswith("/v1"):
             base += "/v1"
         self.url = base
-        common = {"model": model, "api_base": base, "api_key": api_key or "none", "is_chat_model": True,
+        common: dict[str, Any] = {"model": model, "api_base": base, "api_key": api_key or "none", "is_chat_model": True,
                   "context_window": 4096, "temperature": 0.0, "timeout": timeout, "max_retries": 1}
         self.llm = OpenAILike(max_tokens=200, **common)
         self._judge = OpenAILike(max_tokens=1, logprobs=True, top_logprobs=10, **common)

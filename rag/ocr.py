@@ -35,7 +35,7 @@ def _missing(what: str) -> MissingExtra:
 
 @lru_cache(maxsize=1)
 def _load_engine() -> Any:
-    from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
+    from rapidocr_onnxruntime import RapidOCR
 
     # One thread: ingest embeds in parallel with parsing, and on 2 busy cores one thread recognised a
     # 20-line page in 10.7 s against 14.4 s with two (docs/formats.md). No angle classifier: on upright
@@ -96,7 +96,7 @@ def pdf_page_lines(path: Path, pages: list[int]) -> dict[int, list[Line]]:
                          "split the PDF")
     what = f"{path}: no text layer (a scanned PDF); reading it"
     try:
-        import pypdfium2  # type: ignore[import-untyped]
+        import pypdfium2
     except ImportError:
         raise _missing(what) from None
     _engine(what)  # a missing engine fails before any page is rendered

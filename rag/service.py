@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rag.answer.base import Answerer, abstain
-from rag.bm25 import normalise_date
 from rag.config import Settings
 from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
@@ -24,6 +23,7 @@ from rag.receipts import make_receipt
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store
+from rag.text import normalise_date
 from rag.types import Answer, Hit
 
 MAX_QUESTION_CHARS = 2000
@@ -106,9 +106,9 @@ class Service:
         if self.settings.answerer == "extractive":
             return extractive
         try:
-            from rag.answer.generative import build_generative  # type: ignore[import-not-found]
+            from rag.answer.generative import build_generative
 
-            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)  # type: ignore[no-any-return]
+            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)
         except (ImportError, ModelError) as e:
             self.notice = (f"generation is not available ({e}); answering extractively. "
                            "Run the README's setup command to install the bundled model.")
@@ -143,7 +143,7 @@ class Service:
             self._texts[doc_id] = got[0]
         return self._texts[doc_id]
 
-    def search(self, query: str, k: int | None = None, *, as_of: str | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | float | None = None, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks; `as_of` (default: the setting) keeps documents published by that date."""
         query = clean_question(query)
         as_of = as_of or self.settings.as_of

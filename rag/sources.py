@@ -228,7 +228,8 @@ def _pdf_text(path: Path) -> tuple[Extracted, tuple[int, ...]]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise UsageError(f"{path}: the PDF needs a password; save an unencrypted copy")
         page_texts = [_clean_extracted(page.extract_text() or "") for page in reader.pages]
-        title = str((reader.metadata or {}).get("/Title") or "").strip()
+        info = reader.metadata
+        title = str((info.get("/Title") if info else None) or "").strip()
         if len(title.split()) < 2:  # filings often carry an accession number or a file name there
             title = ""
     except (PdfReadError, DependencyError) as e:
@@ -316,7 +317,7 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered lines of a plain or gzipped file; a line that is not UTF-8 or a broken gzip is a UsageError."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as fh:  # type: ignore[operator]
+        with opener(path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
                 try:
                     yield lineno, raw.decode("utf-8")

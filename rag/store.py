@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable, IndexMismatch, RagError, UsageError
 from rag.types import Chunk, Document, Hit
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode, TextNode
 
 DOC_VECTOR = [1.0]
 RETRY_DELAYS = (0.5, 1.0)  # a server that restarts gets 1.5 s; a dead one fails in about that
@@ -239,7 +242,7 @@ class Store:
         texts = [doc.text for doc, _, _ in batch]
         self.docs.upsert(ids=ids, embeddings=[DOC_VECTOR] * len(batch), documents=texts,
                          metadatas=[self._doc_meta(d, len(c), "pending") for d, c, _ in batch])
-        nodes = []
+        nodes: list[BaseNode] = []
         for (doc, chunks, embeddings), doc_id in zip(batch, ids, strict=True):
             for chunk, emb in zip(chunks, embeddings, strict=True):
                 node = TextNode(
@@ -314,7 +317,8 @@ class Store:
             where=where or None,
         )
         hits = []
-        for node, sim in zip(res.nodes or [], res.similarities or [], strict=False):
+        for found, sim in zip(res.nodes or [], res.similarities or [], strict=False):
+            node = cast("TextNode", found)  # ChromaVectorStore rebuilds the TextNodes `add` wrote
             m = node.metadata
             hits.append(Hit(
                 doc_id=m["doc_id"], chunk_id=node.node_id, score=float(sim),

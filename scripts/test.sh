@@ -11,6 +11,8 @@ fi
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 ORT_DISABLE_TELEMETRY=1
 export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/python -m pytest -q "$@"
+# Types: rag/ under the [tool.mypy] settings in pyproject.toml
+.venv/bin/mypy rag
 # The eval gate (eval/gates.yaml): the hand-labeled set with the default answerer and, side by side, the
 # extractive one (gated even where generation is unavailable), then a 20-question sample of the public
 # sets (5 from each); reports go to reports/.

@@ -25,6 +25,17 @@ SEED_SHELLS = "001_03f627dd5a2244df.txt"  # shells, 10,000-12,000 troops, 600 ki
 SEED_TROOPS = "000_24a73b5c3e6d1f5c.txt"  # 15,000 soldiers, nearly 5,000 lost
 
 
+# Fixtures that bring in a real part (the embedding model, an embedded Chroma, a Chroma server): a test that
+# uses one is an integration test, whatever its module says, so `-m "not integration"` leaves unit tests only.
+REAL_PARTS = frozenset({"embedder", "seed_service", "make_service", "backend", "chroma_server", "own_chroma_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real embedding model (the default one), loaded once."""

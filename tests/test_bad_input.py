@@ -34,7 +34,8 @@ from rag.service import Service
 from tests.conftest import CORPUS, ROOT, SEED_SHELLS
 from tests.helpers import ingested_seed_copy
 
-pytestmark = pytest.mark.integration
+# slow: 93 cases, most a `rag` process of its own that loads the models (323 s under load 8)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RAG = [sys.executable, "-m", "rag.cli"]
 SHELLS_Q = "How many artillery shells has North Korea sent to Russia?"

@@ -17,7 +17,8 @@ from rag.service import Service
 from tests.conftest import CORPUS
 from tests.helpers import running_app
 
-pytestmark = pytest.mark.integration
+# slow: a served app driven by Chromium
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # OFFLINE.md: nothing in the browser may reach out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rag.chunking import chunk_document, sentence_spans
+from rag.chunking import chunk_document
 from rag.config import ChunkingSettings
 from rag.sources import read_file
+from rag.text import sentence_spans
 from tests.conftest import CORPUS, SEED_SHELLS, SEED_TROOPS
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import CORPUS, ROOT, SEED_SHELLS
 
-pytestmark = pytest.mark.integration
+# slow: every test runs `rag` processes that load the models (94 s for 9 tests under load 8)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RAG = [sys.executable, "-m", "rag.cli"]
 

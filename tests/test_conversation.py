@@ -95,6 +95,7 @@ def bundled_model():
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # loads the bundled LLM: 32 s, then 38 s for the rewrite under load 8
 def test_the_bundled_model_resolves_a_plural_follow_up(bundled_model):
     history = [*TROOPS, {"role": "assistant", "content": "15,000 North Korean soldiers were reportedly sent [1]."}]
     got = standalone_question("How many of them were killed?", history, llm=bundled_model)

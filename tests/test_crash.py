@@ -30,7 +30,8 @@ from rag.config import Settings
 from rag.service import Service
 from tests.conftest import DATASETS, ROOT
 
-pytestmark = pytest.mark.integration
+# slow: ingests of 300 RealTimeQA articles killed and re-run
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RTQA = DATASETS / "realtimeqa" / "corpus.jsonl.gz"
 N_DOCS = 300

@@ -14,7 +14,8 @@ from eval.labels import load_gates, load_labels
 from rag.cli import main as cli_main
 from tests.conftest import SEED_SHELLS
 
-pytestmark = pytest.mark.integration
+# slow: a whole labeled eval run over a changed corpus
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _eval(corpus, tmp_path) -> tuple[int, dict]:

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from rag.answer.base import cite
-from rag.chunking import sentence_spans
+from rag.text import sentence_spans
 from tests.conftest import DATASETS
 
-pytestmark = pytest.mark.integration
+# slow: ingesting the two filings takes 104 s under load 8
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FB = DATASETS / "financebench"
 FILINGS = ["ULTABEAUTY_2023Q4_EARNINGS", "JOHNSON_JOHNSON_2023_8K_dated-2023-08-30"]

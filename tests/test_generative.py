@@ -16,7 +16,8 @@ from rag.llm import load_chat_model
 from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS, SEED_TROOPS
 
-pytestmark = pytest.mark.integration
+# slow: loads the bundled LLM (2 GB) and generates
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INJECTION = (
     "Shipping notes on North Korea and Russia\n\n"

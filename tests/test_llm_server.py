@@ -18,7 +18,8 @@ from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS
 from tests.helpers import free_port, stop_process
 
-pytestmark = pytest.mark.integration
+# slow: starts llama.cpp's server with the bundled LLM
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from tests.conftest import CORPUS, DATASETS, ROOT
 from tests.helpers import ingested_seed_copy, running_app
 from tests.test_seed_questions import ANSWERABLE
 
-pytestmark = pytest.mark.integration
+# slow: 20 concurrent chats, an ingest of 200 documents beside the chat, a 500-question batch
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHATS = 20
 REQUEST_TIMEOUT = 300  # seconds for one answer, queueing included; a busy CI machine is slow, not stuck

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 import rag.bm25 as bm25_module
-from rag.bm25 import BM25Index, normalise_date, recency_weight, tokenize
+from rag.bm25 import BM25Index, recency_weight
 from rag.config import ChunkingSettings
 from rag.errors import UsageError
-from rag.named import Publishers, named_dates, title_publishers
+from rag.named import Publishers, title_publishers
 from rag.retrieve import Retriever, bm25_folder, fuse_scores, rrf
+from rag.text import named_dates, normalise_date
+from rag.text import terms as tokenize
 
 SHELLS = "001_03f627dd5a2244df.txt"
 
@@ -113,8 +115,8 @@ def test_bm25_side_persists_across_restarts(make_service, corpus_copy, hash_embe
 
     # A new process: no chunk text is tokenized again; only the query (and its words) are.
     calls = []
-    real = bm25_module.tokenize
-    monkeypatch.setattr(bm25_module, "tokenize", lambda t: calls.append(t) or real(t))
+    real = bm25_module.terms
+    monkeypatch.setattr(bm25_module, "terms", lambda t: calls.append(t) or real(t))
     again = make_service(corpus_copy, embedder=hash_embedder, index=index)
     assert [h.chunk_id for h in again.search("troops sent to Russia", 5)] == first
     assert calls and all(c in "troops sent to Russia" for c in calls)
@@ -305,8 +307,8 @@ def test_a_state_file_indexed_another_way_is_rebuilt(make_service, corpus_copy, 
     svc.search("shells", 3)
     monkeypatch.setattr(bm25_module, "FORMAT", "v3-other")
     calls = []
-    real = bm25_module.tokenize
-    monkeypatch.setattr(bm25_module, "tokenize", lambda t: calls.append(t) or real(t))
+    real = bm25_module.terms
+    monkeypatch.setattr(bm25_module, "terms", lambda t: calls.append(t) or real(t))
     BM25Index(bm25_folder(index, svc.settings.collection), svc.store.chunks)
     assert len(calls) == svc.store.chunk_count()  # every chunk tokenized again
 

@@ -335,7 +335,7 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
     _ingest_if_empty(service)
     app = build_app(service)
     # One answer at a time per event: the model has two cores. At most QUEUE_SIZE requests wait; more are
-    # refused at once ("queue is full") instead of piling up (README, Limits and guarantees). The API keeps
+    # refused at once ("queue is full") instead of piling up (docs/limits.md#concurrency). The API keeps
     # the same limits with its own slots (ui/api_base.py).
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     gr.mount_gradio_app(api, app, "/", server_name=host, server_port=port, auth=auth, **launch_options())
