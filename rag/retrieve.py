@@ -3,7 +3,7 @@
 Hybrid by default: BM25 (rag/bm25.py, bm25s) and dense search (Chroma) each rank their best candidates,
 and their scores, each scaled to 0-1, are mixed (`fuse_scores`; reciprocal rank fusion is the other
 choice). Why: on RealTimeQA news questions BM25 finds rare names and numbers that MiniLM blurs, and MiniLM
-finds paraphrases BM25 misses; the measured table is in the README (Results, Retrieval). `as_of` keeps
+finds paraphrases BM25 misses; the measured table is docs/retrieval.md#hybrid-search. `as_of` keeps
 only documents published on or before a date (undated ones stay), since a news question is asked at a
 point in time. Each publisher ("did The Verge report ...") and each day ("on October 7, 2023") a question
 names adds a BM25 ranking over the documents of that publisher or published that day to the fusion
@@ -21,19 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from rag.bm25 import BM25Index, normalise_date, recency_weight
+from rag.bm25 import BM25Index, recency_weight
 from rag.embedding import _NumpyEmbedding
-from rag.named import Publishers, named_dates
+from rag.named import Publishers
 from rag.store import Store, location_fields
+from rag.text import named_dates, normalise_date
 from rag.types import Hit
 
 MODES = ("hybrid", "dense", "bm25")
 # Each side contributes this many candidates to the fusion; deeper lists gained nothing measurable.
 CANDIDATES = 50
 # At most this many chunks of one document in the results, and each document's best chunk before any
-# document's second, so that other documents get a place (README, Retrieval). Over the whole corpora,
-# against two chunks a document in rank order: MultiHop-RAG recall@10 0.793 -> 0.804, RealTimeQA hit@5 /
-# MRR@10 0.661 / 0.524 -> 0.670 / 0.534 (--as-of 0.902 / 0.754 -> 0.929 / 0.761), SQuAD2 unchanged.
+# document's second, so that other documents get a place (docs/retrieval.md#one-chunk-per-document-first).
+# Over the whole corpora, against two chunks a document in rank order: MultiHop-RAG recall@10 0.793 ->
+# 0.804, RealTimeQA hit@5 / MRR@10 0.661 / 0.524 -> 0.670 / 0.534 (--as-of 0.902 / 0.754 -> 0.929 / 0.761),
+# SQuAD2 unchanged.
 PER_DOC = 2
 # With an as-of date, each side's scores are multiplied by 0.5 ** (age in days / this) before ranking:
 # a news question asks about the days before it is asked (112 of RealTimeQA's 120 gold articles are 0-6
@@ -44,12 +46,12 @@ PER_DOC = 2
 RECENCY_HALF_LIFE = 30.0
 # Each publisher and day a question names adds the best this many chunks (BM25) of the documents of that
 # publisher or published that day to the fusion, weighted as one more ranking. MultiHop-RAG over MultiHop +
-# RealTimeQA, recall@10 0.804 without, 0.910 with publishers, 0.915 with days too (README, Retrieval, run D).
+# RealTimeQA, recall@10 0.804 without, 0.910 with publishers, 0.915 with days too (docs/retrieval.md#named-rankings).
 NAMED_DEPTH = 10
 # In score fusion, a named ranking's first chunk gains this much (on the 0-1 scale of the two sides' mix).
 NAMED_SHARE = 0.5
 # How the two sides (and the named rankings) are merged: "rrf" or "scores" (fuse_scores). One run each
-# (README, Retrieval, run F), scores against RRF: SQuAD2 hit@1 0.934 / 0.905 (hit@10 0.983 / 0.992),
+# (docs/retrieval.md#score-fusion), scores against RRF: SQuAD2 hit@1 0.934 / 0.905 (hit@10 0.983 / 0.992),
 # RealTimeQA --as-of hit@5 / MRR@10 0.911 / 0.758 against 0.929 / 0.753, MultiHop recall@10 0.922 / 0.914,
 # RealTimeQA without a date recall@10 0.790 / 0.821. RRF ranks a strong BM25 match no higher than a weak
 # one of the same rank; scores keep the margin, which SQuAD's wording-close questions need.
@@ -149,7 +151,7 @@ class Retriever:
             vector = self.embedder.embed_array([text], is_query=True)[0].tolist()
             # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them: twice as
             # many. RealTimeQA --as-of, hit@5 / MRR@10 / p50: 0.929 / 0.761 / 54 ms at 4x, 0.920 / 0.754 /
-            # 40 ms at 3x, 0.929 / 0.753 / 30 ms at 2x (README, Retrieval, session 4).
+            # 40 ms at 3x, 0.929 / 0.753 / 30 ms at 2x (docs/retrieval.md#as-of-candidates).
             dense = self.store.query(vector, n * 2 if date else n)
             if date:
                 dense = [h for h in dense if _published_by(h.publish_date, date)]

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 
 from rag.answer.base import DocTexts, strip_reference_marks
-from rag.chunking import sentence_spans
 from rag.embedding import _NumpyEmbedding
+from rag.text import sentence_spans
 from rag.types import Hit
 
 STOPWORDS = frozenset(
@@ -73,7 +73,7 @@ def score_sentences(question: str, hits: list[Hit], doc_text: DocTexts, embedder
     """Every sentence the hits touch, scored `dense_weight` x cosine + the rest x wording share, best first.
 
     A chunk may open or close inside a sentence; the whole sentence is taken, so a quote is never cut. A
-    "how many" question loses 0.1 on a sentence without a figure (README, Abstention)."""
+    "how many" question loses 0.1 on a sentence without a figure (docs/abstention.md#extractive-rules)."""
     spans: list[tuple[Hit, int, int, str, int]] = []
     seen: set[tuple[str, int, int]] = set()
     for rank, hit in enumerate(hits):

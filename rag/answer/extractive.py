@@ -6,7 +6,7 @@ the best sentence of each other document joins when it scores close, so that an 
 documents, or two documents that disagree, shows both. Nothing is said when the best sentence answers the
 question too weakly (the evidence score), or when the retrieved documents do not name what the question
 names (the names rule). Both were calibrated on SQuAD2-500 and MultiHop-RAG-500 with
-`python -m bench.abstention` (README, Abstention).
+`python -m bench.abstention` (docs/abstention.md#extractive-rules).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 from rag.answer.base import DocTexts, abstain, cite, strip_reference_marks
 from rag.answer.evidence import STOPWORDS, Candidate, content_terms, lexical_overlap, score_sentences
 from rag.embedding import _NumpyEmbedding
+from rag.text import spoken_date
 from rag.types import Answer, Hit
 
-__all__ = ["Candidate", "ExtractiveAnswerer", "content_terms", "lexical_overlap", "names_found"]
+__all__ = ["Candidate", "ExtractiveAnswerer", "content_terms", "lexical_overlap", "names_found", "spoken_date"]
 
 _NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-zA-Z]+|\d[\d,.]*)")
 
@@ -41,17 +42,6 @@ def entities_covered(question: str, text: str) -> bool:
     return all(_found(e, low) for e in question_entities(question))
 
 
-_MONTHS = "January February March April May June July August September October November December".split()
-
-
-def spoken_date(date: str) -> str:
-    """"2023-10-05" as "October 5 2023", so that a question naming the month finds the document's date."""
-    m = re.match(r"(\d{4})[-/](\d{2})[-/](\d{2})", date or "")
-    if not m or not 1 <= int(m[2]) <= 12:
-        return ""
-    return f"{_MONTHS[int(m[2]) - 1]} {int(m[3])} {m[1]}"
-
-
 def document_words(hit: Hit, doc_text: DocTexts) -> str:
     """What the names rule searches in a retrieved document: its text, title and publication date."""
     return " ".join((doc_text(hit.doc_id), hit.title, hit.publish_date, spoken_date(hit.publish_date)))
@@ -61,7 +51,7 @@ def document_words(hit: Hit, doc_text: DocTexts) -> str:
 # or three sources, their dates and subjects), and retrieval rarely brings back every document it names.
 FEW_NAMES = 3
 # ... so such a question needs this share of its names in the retrieved documents (MultiHop-RAG-500 and
-# SQuAD2-500, bench/abstention.py: README, Abstention).
+# SQuAD2-500, bench/abstention.py: docs/abstention.md#evidence-threshold).
 MANY_NAMES_SHARE = 0.5
 
 
@@ -80,7 +70,7 @@ def names_found(question: str, hits: list[Hit], best: Hit, doc_text: DocTexts) -
     return sum(_found(e, low) for e in names) / len(names) >= MANY_NAMES_SHARE
 
 
-# Calibrated with bench/abstention.py on SQuAD2-500 and MultiHop-RAG-500 (README, Abstention).
+# Calibrated with bench/abstention.py on SQuAD2-500 and MultiHop-RAG-500 (docs/abstention.md#extractive-rules).
 EVIDENCE_THRESHOLD = 0.45
 TERM_CAP = 6
 

@@ -29,11 +29,11 @@ from typing import Any
 from rag.answer.base import CANNOT_ANSWER, MARKER, DocTexts, abstain, cite
 from rag.answer.evidence import Candidate, Passage, content_terms, lexical_overlap, passages, single
 from rag.answer.extractive import ExtractiveAnswerer, names_found
-from rag.answer.verify import NUMBER_WORDS, SupportJudge, clean_claim
-from rag.chunking import sentence_spans
+from rag.answer.verify import SupportJudge, clean_claim
 from rag.config import Settings
 from rag.embedding import _NumpyEmbedding
 from rag.llm import ChatModel, Message, load_chat_model
+from rag.text import NUMBER_WORDS, sentence_spans
 from rag.types import Answer, Citation, Hit
 
 SYSTEM = (
@@ -259,7 +259,7 @@ class GenerativeAnswerer:
         trace["cite"] = {"citations": len(citations)}
         ans = Answer(question=question, answer=" ".join(draft.sentences), abstained=False,
                      citations=citations, timings=timings,
-                     conflict=bool(conflict) and all(any(k[0] == i for k in draft.numbers) for i in conflict))
+                     conflict=bool(conflict) and all(any(k[0] == i for k in draft.numbers) for i in conflict or ()))
         ans.trace = trace
         yield "answer", ans
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rag.config import repo_root
 from rag.llm import ChatModel, Message
+from rag.text import NUMBER_WORDS
 
 # Calibrated by bench/calibrate_judge.py on eval/support_pairs.jsonl (44 pairs, 21 supported): with the
 # literal check first, accuracy is 0.91 at 0.5 (3 unsupported pass) and 0.91-0.93 for cuts in the gap
@@ -88,7 +89,6 @@ _NOT_NAMES = frozenset("The This That These Those It Its In On At By For And But
                        "Nearly Some Both Another One Sources Estimates While However".split())
 
 
-NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 
 
 def _numbers(text: str) -> set[str]:
