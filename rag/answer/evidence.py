@@ -166,8 +166,9 @@ def passages(cands: list[Candidate], doc_text: DocTexts, *, limit: int, window: 
             continue
         win = [sp for sp in sents[max(0, i - window): i + window + 1]
                if sp == (c.start, c.end) or len(text[sp[0]:sp[1]].split()) >= 3]
+        gap = 2 if window else 0  # windows that meet join; lone sentences (window 0) stay apart
         touching = next((spans for spans in same_doc
-                         if win[0][0] <= spans[-1][1] + 1 and spans[0][0] <= win[-1][1] + 1), None)
+                         if win[0][0] < spans[-1][1] + gap and spans[0][0] < win[-1][1] + gap), None)
         if touching is not None:
             merged = sorted(set(touching) | set(win))
             used += sum(e - s for s, e in merged) - sum(e - s for s, e in touching)
