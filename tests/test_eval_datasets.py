@@ -133,3 +133,31 @@ def test_public_index_folders(tmp_path):
     assert public_index(Namespace(index=None, limit=5, dataset="all"), "rgb_en_fact").name == "rgb_en_fact-sample"
     assert public_index(Namespace(index=tmp_path, limit=None, dataset="realtimeqa"), "realtimeqa") == tmp_path
     assert public_index(Namespace(index=tmp_path, limit=5, dataset="all"), "realtimeqa") == tmp_path / "realtimeqa"
+
+
+def test_realtimeqa_2026_sample_holds_pages_stating_each_answer_and_refusals_pass_only_when_refused():
+    data = datasets.load("realtimeqa_2026", 5)
+    texts = [datasets.normalise(d.text) for d in data.documents]
+    for it in data.items:
+        if it.answerable:
+            assert any(datasets.contains(t, g) for t in texts for g in datasets.gold_strings(it)), it.id
+    refuse = next(it for it in datasets.load("realtimeqa_2026").items if not it.answerable)
+    assert data.score(refuse, _ans("The corpus does not say.", abstained=True))[1]
+    assert not data.score(refuse, _ans(refuse.extra["answers"][0]))[1]
+
+
+def test_a_lost_question_is_put_on_the_stage_that_last_held_its_answer():
+    from eval.runner import lost_at
+
+    label = next(it for it in datasets.load("realtimeqa_2026").items if it.answerable)
+    gold = datasets.gold_strings(label)[0]
+    texts = {"d": f"Officials said {gold} was chosen. Nothing else."}
+    end = len(texts["d"])
+    base = {"retrieve": {"hits": [{"chunk_id": f"d:0-{end}"}]},
+            "evidence": {"passages": [{"doc_id": "d", "start": 0, "end": end}]}}
+    lost = lambda trace, **a: lost_at(label, {"trace": trace, **a}, [gold], texts.__getitem__)  # noqa: E731
+    assert lost({"retrieve": {"hits": []}}) == "retrieve"
+    assert lost({**base, "evidence": {"passages": [{"doc_id": "d", "start": end - 14, "end": end}]}}) == "evidence"
+    assert lost({**base, "answerable": {"verdict": 0.1}}, abstained=True) == "answerable"
+    assert lost({**base, "answerable": {}, "write": {"text": "Someone else."}}) == "write"
+    assert lost({**base, "answerable": {}, "write": {"text": f"It was {gold}."}}) == "verify"
