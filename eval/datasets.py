@@ -130,15 +130,19 @@ def answer_text(ans: dict[str, Any]) -> str:
 
 
 # --- the sets ----------------------------------------------------------------------------------------
+def _quiz(q: dict[str, Any], kind: str, gold_docs: tuple[str, ...]) -> Label:
+    """A RealTimeQA question: its choices and gold answers ride along for the scorer."""
+    return Label(id=q["_id"], type=kind, question=q["question"], gold_docs=gold_docs,
+                 extra={"choices": q["choices"], "answers": q["answers"],
+                        "question_date": q.get("question_date", "")})
+
+
 def realtimeqa(root: Path, limit: int | None) -> PublicSet:
     qrels = _qrels(root / "qrels_dev.tsv")
     items = []
     for q in _jsonl(root / "queries_dev.jsonl"):
         if q["_id"] in qrels:
-            items.append(Label(id=q["_id"], type="news_quiz", question=q["question"],
-                               gold_docs=tuple(qrels[q["_id"]]),
-                               extra={"choices": q["choices"], "answers": q["answers"],
-                                      "question_date": q.get("question_date", "")}))
+            items.append(_quiz(q, "news_quiz", tuple(qrels[q["_id"]])))
     items = _sample(items, limit)
     docs = list(read_jsonl(root / "corpus.jsonl.gz", skipped=[]))
     note = f"all {len(docs)} articles indexed"
@@ -175,10 +179,7 @@ GOLD_PAGES_PER_QUESTION = 5
 def realtimeqa_2026(root: Path, limit: int | None) -> PublicSet:
     items = []
     for q in _jsonl(root / "queries.jsonl"):
-        items.append(Label(id=q["_id"], type="news_quiz" if q["answerable"] else "unanswerable",
-                           question=q["question"], gold_docs=(),
-                           extra={"choices": q["choices"], "answers": q["answers"],
-                                  "question_date": q.get("question_date", "")}))
+        items.append(_quiz(q, "news_quiz" if q["answerable"] else "unanswerable", ()))
     items = _sample(items, limit)
     docs = list(read_jsonl(root / "corpus.jsonl.gz", skipped=[]))
     note = f"all {len(docs)} pages indexed"
