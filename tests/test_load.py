@@ -161,7 +161,7 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 def _batch_questions() -> list[str]:
     """500 different questions: the seed questions (numbered) and RealTimeQA's news questions."""
-    rtqa = [json.loads(line)["question"] for line in (RTQA / "queries_dev.jsonl").open(encoding="utf-8")]
+    rtqa = [json.loads(line)["question"] for line in (RTQA / "queries_dev.jsonl").read_text("utf-8").splitlines()]
     seeds = [f"{q} ({i})" for i in range(20) for q, _, _ in ANSWERABLE]
     return (rtqa + seeds)[:BATCH]
 
