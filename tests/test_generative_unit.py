@@ -309,3 +309,16 @@ def test_the_second_judge_decides_only_when_the_first_check_is_unsure(make, firs
     assert bool(asked) == second_asked
     assert ans.abstained != answered
 
+
+
+def test_every_answer_traces_its_stages_and_a_refusal_names_its_check(make):
+    answerer, _ = make("Yes. The tunnel opened in 1987 [1].")
+    ans, _ = _run(answerer, "When did the harbour tunnel open?")
+    assert {"evidence", "answerable", "write", "verify", "cite"} <= set(ans.trace)
+    assert ans.trace["answerable"]["verdict"] >= ans.trace["answerable"]["answer_from"]
+    assert ans.trace["verify"]["sentences"][0]["cited"][0]["source"] == "a.txt"
+    answerer.settings = replace(answerer.settings, answerable=(0.95, 0.99))
+    ans, _ = _run(answerer, "When did the harbour tunnel open?")
+    assert ans.abstained and "verdict" in ans.trace["refusal_reason"] and "0.95" in ans.trace["refusal_reason"]
+    ans, _ = _run(answerer, "Which orchestra played at the opera gala in Vienna?")
+    assert ans.abstained and ans.trace["refusal_reason"]
