@@ -307,16 +307,17 @@ class GenerativeAnswerer:
         low, high = self.settings.answerable
         step: dict[str, Any] = {"verdict": round(p, 3), "refuse_below": low, "answer_from": high}
         trace["answerable"] = step
-        if p < low:
-            return f"the model's verdict {p:.2f} < {low}: the passages do not give the answer"
-        if p >= high:
+        def second() -> float:
+            score = self.judge.answers(question, " ".join(e.text for e in evidence))
+            step.update(second_opinion=round(score, 3), second_threshold=SECOND_OPINION)
+            return score
+
+        if answered(p, (low, high), second):
             return ""
-        second = self.judge.answers(question, " ".join(e.text for e in evidence))
-        step.update(second_opinion=round(second, 3), second_threshold=SECOND_OPINION)
-        if second < SECOND_OPINION:
-            return (f"the verdict {p:.2f} was unsure and the second judge's {second:.2f} < {SECOND_OPINION}: "
-                    "the passages do not give the answer")
-        return ""
+        if "second_opinion" not in step:
+            return f"the model's verdict {p:.2f} < {low}: the passages do not give the answer"
+        return (f"the verdict {p:.2f} was unsure and the second judge's {step['second_opinion']:.2f} < "
+                f"{SECOND_OPINION}: the passages do not give the answer")
 
     def answers(self, question: str, evidence: list[Evidence]) -> bool:
         """Whether the evidence answers the question (the `decide` stage without a trace)."""
