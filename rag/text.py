@@ -143,3 +143,19 @@ def spoken_date(value: str) -> str:
     if not m or not 1 <= int(m[2]) <= 12:
         return ""
     return f"{MONTHS[int(m[2]) - 1].capitalize()} {int(m[3])} {m[1]}"
+
+
+# "this week", "recently": when a question is asked, not what it is about. Every news page says "this week"
+# somewhere (menus, "most read this week"), so as search words they find navigation text.
+_WHEN_ASKED = re.compile(
+    r"\b(?:(?:this|last|past|next|coming)\s+(?:week(?:end)?|month|year|days?)(?:'s)?|so far this year|"
+    r"recently|lately|currently|today|yesterday|this (?:morning|afternoon|evening))\b",
+    re.I,
+)
+
+
+def without_when_asked(question: str) -> str:
+    """The question without the words that date its asking ("this week", "recently"); unchanged when that
+    would leave nothing."""
+    cleaned = re.sub(r"\s+(?=[?.!,;:])|(?<=\s)\s+", "", _WHEN_ASKED.sub(" ", question)).strip()
+    return cleaned if WORD.search(cleaned) else question

@@ -139,6 +139,16 @@ class PipelineSettings:
     one_fact: Budget = Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12)
     several: Budget = Budget(passages=8, window=1, chars=2800, max_tokens=220, margin=0.25)
     answerable: tuple[float, float] = ANSWERABLE
+    # The rule groups, each switchable so that the ablation (bench/ablation.py, docs/answers.md#ablation)
+    # can measure what it buys; all on is the default.
+    evidence_floor: bool = True  # refuse when the best sentence scores under the selector's threshold
+    names_rule: bool = True  # refuse when no retrieved document names what the question names
+    count_rule: bool = True  # a "how many" question needs a number in the evidence
+    second_opinion: bool = True  # inside the verdict band a second judge decides; off: the band's low end
+    conflict_stage: bool = True  # two documents giving different figures are both stated
+    # "Does it answer the question?": a one-fact answer's first verified sentence is put to the judge with
+    # the question (`SupportJudge.answers`); under this probability it is refused. 0: no check.
+    answers_question: float = 0.0
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -220,7 +230,7 @@ class GenerativeAnswerer:
         evidence, cands, refusal = self.select(question, hits, doc_text, budget, trace)
         conflict: list[int] | None = None
         if not refusal:
-            sides = self.conflict_sides(question, cands)
+            sides = self.conflict_sides(question, cands) if self.settings.conflict_stage else None
             if sides:
                 # Two documents each give the figure asked for (the judge said so of each side), so the
                 # evidence answers: no separate answerability call.
@@ -245,6 +255,16 @@ class GenerativeAnswerer:
             verified = self.verify(sentence, evidence, draft, doc_text, checks)
             if verified is None:
                 continue
+            if not draft.sentences and not self.answers_question(question, verified, budget, conflict, trace):
+                ans = abstain(question)
+                ans.timings = {"first_token_ms": _ms(t0), "judge_calls": self.judge.calls - judge_calls}
+                trace["write"] = {"max_tokens": budget.max_tokens, "text": " ".join(written)}
+                trace["verify"] = {"threshold": self.judge.threshold, "sentences": checks}
+                trace["refusal_reason"] = (f"the answer scores {trace['answers']['score']:.2f} < "
+                                           f"{trace['answers']['threshold']} as an answer to the question")
+                ans.trace = trace
+                yield "answer", ans
+                return
             timings.setdefault("first_token_ms", _ms(t0))
             yield "delta", (" " if draft.sentences else "") + verified
             draft.sentences.append(verified)
@@ -285,9 +305,9 @@ class GenerativeAnswerer:
         best = self.selector.evidence_score(question, cands[0])
         floor = self.selector.evidence_threshold
         trace["evidence"] = {"sentences": len(cands), "best_score": round(best, 3), "threshold": floor}
-        if best < floor:
+        if best < floor and self.settings.evidence_floor:
             return [], cands, f"the best sentence scores {best:.2f} < {floor} against the question"
-        if not names_found(question, hits, cands[0].hit, doc_text):
+        if self.settings.names_rule and not names_found(question, hits, cands[0].hit, doc_text):
             trace["evidence"]["names"] = "missing"
             return [], cands, "the retrieved documents do not name what the question names"
         ps = passages(cands, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
@@ -300,11 +320,13 @@ class GenerativeAnswerer:
         """"" when the evidence answers the question, else the reason it does not: a count asked for needs
         a number in the evidence ("fires multiple missiles" led the judges to answer "how many"), then the
         model's verdict (see ANSWERABLE)."""
-        if _WANTS_COUNT.search(question) and not any(_GIVES_COUNT.search(e.cand.text) for e in evidence):
+        if self.settings.count_rule and _WANTS_COUNT.search(question) and not any(_GIVES_COUNT.search(e.cand.text) for e in evidence):
             trace["answerable"] = {"count_given": False}
             return "the question asks for a count and no passage gives one"
         p = self.answerability(question, evidence)
         low, high = self.settings.answerable
+        if not self.settings.second_opinion:
+            high = low
         step: dict[str, Any] = {"verdict": round(p, 3), "refuse_below": low, "answer_from": high}
         trace["answerable"] = step
         def second() -> float:
@@ -318,6 +340,19 @@ class GenerativeAnswerer:
             return f"the model's verdict {p:.2f} < {low}: the passages do not give the answer"
         return (f"the verdict {p:.2f} was unsure and the second judge's {step['second_opinion']:.2f} < "
                 f"{SECOND_OPINION}: the passages do not give the answer")
+
+    def answers_question(self, question: str, sentence: str, budget: Budget, conflict: list[int] | None,
+                         trace: dict[str, Any]) -> bool:
+        """Whether a verified sentence answers the question, not only is supported: a sentence naming the
+        wrong kind of thing ("which leader will visit" answered with an athlete's visit) is supported by
+        its passage and still no answer. Checked for one-fact questions only (a list's first point need
+        not answer the whole question)."""
+        threshold = self.settings.answers_question
+        if not threshold or conflict or budget is not self.settings.one_fact:
+            return True
+        score = self.judge.answers(question, MARKER.sub("", sentence))
+        trace["answers"] = {"score": round(score, 3), "threshold": threshold}
+        return score >= threshold
 
     def answers(self, question: str, evidence: list[Evidence]) -> bool:
         """Whether the evidence answers the question (the `decide` stage without a trace)."""
