@@ -28,6 +28,7 @@ from eval.report import print_table, write_reports
 from rag.config import Settings, repo_root
 from rag.errors import RagError, UsageError
 from rag.ingest import IngestSummary, ingest_documents
+from rag.llm import ChatModels
 from rag.service import ANSWERERS, Service
 
 WHOLE_DOCUMENT = (0, 1 << 62)
@@ -209,13 +210,14 @@ def _settings(args: argparse.Namespace, **over: Any) -> Settings:
     return Settings.from_env(**base)
 
 
-def _services(settings: Settings, answerers: Sequence[str]) -> list[Service]:
-    """One Service per answerer, sharing the embedder and the store; an answerer that falls back to another
-    one already in the list is dropped, with the Service's notice on standard error."""
-    first = Service(replace(settings, answerer=answerers[0]))
+def _services(settings: Settings, answerers: Sequence[str], models: ChatModels) -> list[Service]:
+    """One Service per answerer, sharing the embedder, the store and the run's chat models; an answerer
+    that falls back to another one already in the list is dropped, with the Service's notice on standard
+    error."""
+    first = Service(replace(settings, answerer=answerers[0]), models=models)
     out = [first]
     for name in answerers[1:]:
-        svc = Service(replace(settings, answerer=name), embedder=first.embedder, store=first.store)
+        svc = Service(replace(settings, answerer=name), embedder=first.embedder, store=first.store, models=models)
         out.append(svc)
     kept, names = [], set()
     for svc in out:
@@ -238,10 +240,10 @@ def _labeled_index(args: argparse.Namespace) -> Path:
     return repo_root() / ".rag" / "eval" / "labeled"
 
 
-def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[dict[str, Any]]]:
+def run_labeled(args: argparse.Namespace, judge: ExactFirst, models: ChatModels) -> tuple[str, list[dict[str, Any]]]:
     labels = load_labels()
     settings = _settings(args, index=_labeled_index(args))
-    services = _services(settings, _answerers(args, settings))
+    services = _services(settings, _answerers(args, settings), models)
     if settings.index == repo_root() / ".rag" / "eval" / "labeled":
         _drop_stale_cache(services[0])
     summary = services[0].ingest()
@@ -299,12 +301,12 @@ def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> In
                             total=len(data.documents))
 
 
-def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[dict[str, Any]]:
+def run_public(args: argparse.Namespace, name: str, judge: ExactFirst, models: ChatModels) -> list[dict[str, Any]]:
     data = datasets.load(name, getattr(args, "limit", None), all_documents=getattr(args, "all_documents", False))
     index = public_index(args, name)
     # corpus: a folder that is never read (the documents come from the set), so no file is touched
     settings = _settings(args, index=index, corpus=index / "no-corpus")
-    services = _services(settings, _answerers(args, settings))
+    services = _services(settings, _answerers(args, settings), models)
     ingested = index_public_set(services[0], data, own=getattr(args, "index", None) is None)
 
     def gold_for(label: Label) -> GoldSpans:
@@ -338,14 +340,15 @@ def main(args: argparse.Namespace) -> int:
         if n not in datasets.NAMES:
             raise UsageError(f"unknown dataset {n!r}; use one of {', '.join(datasets.NAMES)} or all")
     gates = load_gates()
-    judge = build_judge(getattr(args, "judge", None) or "auto", _settings(args))
+    models = ChatModels()  # the run's: its generative answerers and the LLM judge share one loaded model
+    judge = build_judge(getattr(args, "judge", None) or "auto", _settings(args), models)
     runs: list[dict[str, Any]] = []
     if not names:
-        suite, runs = run_labeled(args, judge)
+        suite, runs = run_labeled(args, judge, models)
     else:
         suite = "public" if dataset == "all" else dataset
         for n in names:
-            runs += run_public(args, n, judge)
+            runs += run_public(args, n, judge, models)
     for run in runs:
         run["gates_failed"] = check_gates(run["summary"], run["rows"], gates_for(gates, run["suite"],
                                                                                    run["answerer"]))

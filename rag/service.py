@@ -19,6 +19,7 @@ from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
+from rag.llm import ChatModels
 from rag.receipts import make_receipt
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
@@ -62,6 +63,7 @@ class Service:
         store: Store | None = None,
         answerer: Answerer | None = None,
         retriever: Retriever | None = None,
+        models: ChatModels | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if self.settings.answerer not in ANSWERERS:
@@ -70,6 +72,8 @@ class Service:
         self._store = store
         self._answerer = answerer
         self._retriever = retriever
+        # the chat models this service loaded (shared with the services made from it): no process-wide one
+        self.models = models if models is not None else ChatModels()
         self._texts: dict[str, str] = {}
         self.notice = ""  # one line for the user when a fallback was taken
 
@@ -108,7 +112,7 @@ class Service:
         try:
             from rag.answer.generative import build_generative
 
-            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)
+            return build_generative(self.settings, embedder=self.embedder, fallback=extractive, models=self.models)
         except (ImportError, ModelError) as e:
             self.notice = (f"generation is not available ({e}); answering extractively. "
                            "Run the README's setup command to install the bundled model.")

@@ -31,7 +31,7 @@ def _at_the_gates(gates: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path, run: dict[str, Any]) -> int:
-    monkeypatch.setattr(runner, "run_labeled", lambda args, judge: ("labeled", [run]))
+    monkeypatch.setattr(runner, "run_labeled", lambda args, judge, models: ("labeled", [run]))
     monkeypatch.setattr(runner, "write_reports", lambda out_dir, stem, payload: [])
     args = argparse.Namespace(dataset=None, limit=None, judge="lexical", reports=tmp_path, json=True,
                               corpus=None, index=None, answerer="generative", compare=False)

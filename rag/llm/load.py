@@ -1,0 +1,51 @@
+"""Which chat model the settings name, and the cache of loaded ones that a service owns."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from rag.config import Settings
+from rag.errors import UsageError
+from rag.llm.base import ChatModel
+
+
+def load_chat_model(settings: Settings) -> ChatModel:
+    """A new model: the server at RAG_LLM_URL, else the user's GGUF (RAG_LLM_MODEL_PATH), else the bundled
+    one. Loading a local model takes seconds and hundreds of MB: a service keeps it in its `ChatModels`."""
+    if settings.llm_url:
+        from rag.llm.server import ServerModel
+
+        return ServerModel(settings.llm_url, settings.llm_model, settings.llm_api_key)
+    from rag.llm.local import LocalModel
+
+    if settings.llm_model_path:
+        path = Path(settings.llm_model_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"RAG_LLM_MODEL_PATH={settings.llm_model_path}: no such file; name a .gguf model "
+                             "file, or unset it to use the bundled model")
+        return LocalModel(path.resolve(), n_ctx=8192)  # room for the longer prompts a larger model is given
+    return LocalModel()
+
+
+def _key(settings: Settings) -> tuple[str, ...]:
+    return (settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_model_path)
+
+
+class ChatModels:
+    """The chat models one owner (a service and the services made from it, an eval run) has loaded, one
+    per model the settings name, so that two answerers or an answerer and the eval's judge share one."""
+
+    def __init__(self, *, load: Callable[[Settings], ChatModel] | None = None) -> None:
+        self._load = load or load_chat_model  # a test passes a fake, or a loader that fails
+        self._loaded: dict[tuple[str, ...], ChatModel] = {}
+        self._lock = threading.Lock()  # two requests of the app must not load the model twice
+
+    def get(self, settings: Settings) -> ChatModel:
+        """The model the settings name, loaded on first use."""
+        key = _key(settings)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = self._load(settings)
+            return self._loaded[key]
