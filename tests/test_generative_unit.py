@@ -261,20 +261,6 @@ def test_spaced_initials_are_closed_up_so_no_sentence_is_left_without_a_citation
     _check_citations(ans)
 
 
-def test_generation_threads_setting(monkeypatch):
-    from rag.errors import UsageError
-    from rag.llm.local import _generation_threads
-
-    monkeypatch.delenv("RAG_LLM_THREADS", raising=False)
-    assert _generation_threads() == 2
-    monkeypatch.setenv("RAG_LLM_THREADS", "1")
-    assert _generation_threads() == 1
-    for bad in ("two", "0", "-1"):
-        monkeypatch.setenv("RAG_LLM_THREADS", bad)
-        with pytest.raises(UsageError, match="RAG_LLM_THREADS"):
-            _generation_threads()
-
-
 def test_guesses_come_from_this_questions_turn_not_from_the_examples():
     import numpy as np
 

@@ -56,12 +56,8 @@ def service(tmp_path_factory, embedder) -> Service:
 def _serve(service, monkeypatch, auth: str | None, **kw):
     from ui.app import serve
 
-    if auth is None:
-        monkeypatch.delenv("RAG_AUTH", raising=False)
-    else:
-        monkeypatch.setenv("RAG_AUTH", auth)
     port = free_port()
-    return serve(service, port=port, prevent_thread_lock=True, quiet=True, **kw), port
+    return serve(service.with_settings(auth=auth), port=port, prevent_thread_lock=True, quiet=True, **kw), port
 
 
 def test_serve_listens_on_loopback_only_by_default(service, monkeypatch):

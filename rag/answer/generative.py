@@ -597,7 +597,7 @@ def build_generative(settings: Settings, *, embedder: _NumpyEmbedding,
     llm = (models if models is not None else ChatModels()).get(settings)
     selector = fallback or ExtractiveAnswerer(embedder)
     return GenerativeAnswerer(llm, selector=selector, judge=SupportJudge(llm),
-                              settings=SERVER if settings.llm_url or settings.llm_model_path else None)
+                              settings=SERVER if settings.llm.url or settings.llm.model_path else None)
 
 
 __all__ = ["GenerativeAnswerer", "PipelineSettings", "build_generative", "shape"]

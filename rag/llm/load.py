@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from rag.config import Settings
+from rag.config import LLMSettings, Settings
 from rag.errors import UsageError
 from rag.llm.base import ChatModel
 
@@ -14,23 +14,22 @@ from rag.llm.base import ChatModel
 def load_chat_model(settings: Settings) -> ChatModel:
     """A new model: the server at RAG_LLM_URL, else the user's GGUF (RAG_LLM_MODEL_PATH), else the bundled
     one. Loading a local model takes seconds and hundreds of MB: a service keeps it in its `ChatModels`."""
-    if settings.llm_url:
+    llm = settings.llm
+    if llm.url:
         from rag.llm.server import ServerModel
 
-        return ServerModel(settings.llm_url, settings.llm_model, settings.llm_api_key)
+        return ServerModel(llm.url, llm.model, llm.api_key)
+    from rag.llm.assemble import assemble_model
     from rag.llm.local import LocalModel
 
-    if settings.llm_model_path:
-        path = Path(settings.llm_model_path).expanduser()
+    if llm.model_path:
+        path = Path(llm.model_path).expanduser()
         if not path.is_file():
-            raise UsageError(f"RAG_LLM_MODEL_PATH={settings.llm_model_path}: no such file; name a .gguf model "
+            raise UsageError(f"RAG_LLM_MODEL_PATH={llm.model_path}: no such file; name a .gguf model "
                              "file, or unset it to use the bundled model")
-        return LocalModel(path.resolve(), n_ctx=8192)  # room for the longer prompts a larger model is given
-    return LocalModel()
-
-
-def _key(settings: Settings) -> tuple[str, ...]:
-    return (settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_model_path)
+        # room for the longer prompts a larger model is given
+        return LocalModel(path.resolve(), n_ctx=8192, threads=llm.threads)
+    return LocalModel(assemble_model(settings.model_dir), threads=llm.threads)
 
 
 class ChatModels:
@@ -39,12 +38,12 @@ class ChatModels:
 
     def __init__(self, *, load: Callable[[Settings], ChatModel] | None = None) -> None:
         self._load = load or load_chat_model  # a test passes a fake, or a loader that fails
-        self._loaded: dict[tuple[str, ...], ChatModel] = {}
+        self._loaded: dict[tuple[LLMSettings, Path], ChatModel] = {}
         self._lock = threading.Lock()  # two requests of the app must not load the model twice
 
     def get(self, settings: Settings) -> ChatModel:
         """The model the settings name, loaded on first use."""
-        key = _key(settings)
+        key = (settings.llm, settings.model_dir)
         with self._lock:
             if key not in self._loaded:
                 self._loaded[key] = self._load(settings)

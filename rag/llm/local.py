@@ -13,7 +13,6 @@ other with one line naming both, before a model is loaded:
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag.config import set_offline_env
-from rag.errors import ModelError, UsageError
+from rag.errors import ModelError
 from rag.llm.assemble import SETUP_HINT, assemble_model
 from rag.llm.base import Message, chatml, two_way
 
@@ -64,7 +63,7 @@ class LocalModel:
 
     name = "local"
 
-    def __init__(self, model_path: Path | None = None, *, n_ctx: int = 2048, threads: int | None = None) -> None:
+    def __init__(self, model_path: Path | None = None, *, n_ctx: int = 2048, threads: int = 2) -> None:
         set_offline_env()  # OMP_WAIT_POLICY=PASSIVE must be set before llama.cpp starts its threads
         try:
             from llama_cpp import Llama
@@ -81,7 +80,7 @@ class LocalModel:
         # one thread, 146-186 ms with two (spinning threads took 300-450 ms). RAG_LLM_THREADS=1 keeps one.
         # Flash attention: llama.cpp's fused attention kernel (exact, not an approximation): in a
         # microbenchmark 78 -> 69 ms a generated token and 0.81 -> 0.77 s for a 135-token prompt.
-        kw: dict[str, Any] = {"n_threads": threads or _generation_threads(), "n_threads_batch": 2,
+        kw: dict[str, Any] = {"n_threads": threads, "n_threads_batch": 2,
                               "n_batch": 512, "flash_attn": True, "verbose": False, "seed": 0}
         # Prompt lookup decoding: answers restate their passages, so the next few tokens are often a run
         # of the prompt; llama.cpp checks up to GUESSES such guesses in one batch (on both cores) and keeps
@@ -211,13 +210,6 @@ def _prompt_logits_last(llama_class: type) -> type:
                 self._logits_all = True
 
     return PromptLogitsLast
-
-
-def _generation_threads() -> int:
-    value = os.environ.get("RAG_LLM_THREADS", "").strip() or "2"
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"RAG_LLM_THREADS={value!r} is not a number of threads; set it to 1 or 2, or unset it")
-    return int(value)
 
 
 def avoid_amx() -> None:
