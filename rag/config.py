@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from rag.errors import UsageError
+from rag.text import normalise_date
 
 
 def repo_root() -> Path:
@@ -130,6 +132,13 @@ class Settings(BaseSettings):
             raise ValueError("must look like user:password (both non-empty)")
         return user, password
 
+    @field_validator("as_of")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if value and not normalise_date(value):
+            raise ValueError("is not a date; give one like 2022-06-16")
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _key_list(cls, value: Any) -> Any:
@@ -148,20 +157,21 @@ class Settings(BaseSettings):
             values = _Env(cls, os.environ if env is None else env)()
         except SettingsError as e:
             raise UsageError(f"a RAG_* variable is malformed ({e})") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls._checked(values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls._checked({**values, **given}, flags=set(given))
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with `changes`, checked like the original."""
+        """A copy with `changes`, checked like the original (an error names the flag where one sets the field)."""
         return self._checked({**{name: getattr(self, name) for name in type(self).model_fields}, **changes},
-                             fields_set=self.model_fields_set | set(changes))
+                             fields_set=self.model_fields_set | set(changes), flags=set(changes))
 
     @classmethod
-    def _checked(cls, values: dict[str, Any], fields_set: set[str] | None = None) -> Settings:
+    def _checked(cls, values: dict[str, Any], fields_set: set[str] | None = None,
+                 flags: AbstractSet[str] = frozenset()) -> Settings:
         try:
             settings = cls(**values)
         except ValidationError as e:
-            raise UsageError(_one_line(e)) from None
+            raise UsageError(_one_line(e, flags)) from None
         if fields_set is not None:
             object.__setattr__(settings, "__pydantic_fields_set__", set(fields_set))
         return settings
@@ -183,10 +193,16 @@ class _Env(EnvSettingsSource):
         return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
-def _one_line(e: ValidationError) -> str:
-    """The first problem as `RAG_NAME: expected ..., got '...'`."""
+# The command-line flags that set a field (rag/cli.py), named in an error about a value given by flag
+FLAGS = {"corpus": "--corpus", "index": "--index", "answerer": "--answerer", "as_of": "--as-of", "host": "--host",
+         "port": "--port"}
+
+
+def _one_line(e: ValidationError, flags: AbstractSet[str]) -> str:
+    """The first problem as `RAG_NAME: expected ..., got '...'` (`--flag: ...` for a value given by flag)."""
     err = e.errors()[0]
-    name = "RAG_" + "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+    loc = [str(p) for p in err["loc"] if isinstance(p, str)]
+    name = FLAGS[loc[0]] if loc and loc[0] in flags and loc[0] in FLAGS else "RAG_" + "_".join(loc).upper()
     ctx = err.get("ctx") or {}
     kind = err["type"]
     if kind in ("int_parsing", "int_type", "int_from_float"):

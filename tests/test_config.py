@@ -58,12 +58,22 @@ def test_a_bad_value_is_one_line_naming_the_variable(var, value, message):
     assert str(info.value) == message and info.value.exit_code == 2
 
 
+def test_a_bad_value_given_by_flag_names_the_flag():
+    with pytest.raises(UsageError, match=r"^--as-of is not a date; give one like 2022-06-16$"):
+        Settings.from_env(env={}, as_of="yesterday")
+    with pytest.raises(UsageError, match=r"^RAG_AS_OF is not a date"):
+        Settings.from_env(env={"RAG_AS_OF": "yesterday"})
+    assert Settings.from_env(env={"RAG_AS_OF": "2022-06-16"}).as_of == "2022-06-16"
+
+
 def test_replace_checks_the_new_values_and_keeps_the_rest():
     s = Settings.from_env(env={"RAG_LLM_URL": "http://x"})
     t = s.replace(answerer="extractive", as_of="2024-01-01")
     assert (t.answerer, t.as_of, t.llm.url) == ("extractive", "2024-01-01", "http://x") and s.answerer == "generative"
-    with pytest.raises(UsageError, match="RAG_PORT: expected an integer"):
+    with pytest.raises(UsageError, match="^--port: expected an integer, got 'abc'$"):
         s.replace(port="abc")
+    with pytest.raises(UsageError, match="^RAG_LLM_THREADS: expected at least 1"):
+        s.replace(llm={"threads": 0})
 
 
 def test_build_info_comes_from_the_fields_that_shape_the_index():

@@ -225,7 +225,7 @@ def avoid_amx() -> None:
     import llama_cpp.llama_cpp as low_level  # the module llama_cpp.Llama reads its defaults from
 
     default = low_level.llama_model_default_params
-    if getattr(default, "_rag_no_extra_bufts", False):
+    if default in _PATCHED:
         return
 
     def params() -> Any:
@@ -233,8 +233,11 @@ def avoid_amx() -> None:
         p.use_extra_bufts = False
         return p
 
-    setattr(params, "_rag_no_extra_bufts", True)  # noqa: B010  # marks the patch, so it is applied once
+    _PATCHED.append(params)
     low_level.llama_model_default_params = params
+
+
+_PATCHED: list[Callable[[], Any]] = []  # the replacement defaults installed by avoid_amx, so it patches once
 
 
 def _cpu_has_amx() -> bool:
