@@ -61,10 +61,10 @@ def _serve(service, monkeypatch, auth: str | None, **kw):
 
 
 def test_serve_listens_on_loopback_only_by_default(service, monkeypatch):
-    from rag.cli import build_parser
+    from rag.cli import build_parser, settings_from
 
     monkeypatch.delenv("RAG_HOST", raising=False)
-    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    assert settings_from(build_parser().parse_args(["serve"])).host == "127.0.0.1"
     app, port = _serve(service, monkeypatch, None)  # serve()'s own default host
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
