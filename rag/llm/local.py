@@ -38,9 +38,10 @@ WRITER_CONTEXTS = 2
 GUESSES = 10
 
 
-def check_versions(version: Callable[[str], str] = metadata.version) -> None:
+def check_versions(version: Callable[[str], str] = metadata.version, dists: Sequence[str] = tuple(SUPPORTED)) -> None:
     """ModelError, in one line, when an installed package is not the version the workarounds expect."""
-    for dist, supported in SUPPORTED.items():
+    for dist in dists:
+        supported = SUPPORTED[dist]
         try:
             installed = version(dist)
         except metadata.PackageNotFoundError as e:
@@ -221,7 +222,7 @@ def avoid_amx() -> None:
     """
     if not _cpu_has_amx():
         return  # without AMX the extra buffer types are the repacked layouts, which are safe and faster
-    check_versions()
+    check_versions(dists=["llama-cpp-python"])  # llama.cpp's own server (llama_server.py) has no llama-index
     import llama_cpp.llama_cpp as low_level  # the module llama_cpp.Llama reads its defaults from
 
     default = low_level.llama_model_default_params
