@@ -90,6 +90,8 @@ BUILD_FIELDS = {"embed_model": "embedding_model"}
 
 
 class Settings(BaseSettings):
+    """Everything a run can be told, each field a RAG_* variable (the README's table lists them)."""
+
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="_", env_nested_max_split=1, env_ignore_empty=True,
         case_sensitive=False, frozen=True, extra="ignore", validate_default=False)
