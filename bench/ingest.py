@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,7 @@ def synthesise(store: Any, target: int, seed: int = 7) -> Any:
                      for m in got["metadatas"])
         texts.extend(got["documents"])
     base = np.asarray(embeddings, dtype=np.float32)
-    synth = Store(replace(store.settings, collection=f"synthetic-{target}"))
+    synth = Store(store.settings.replace(collection=f"synthetic-{target}"))
     synth.reset()
     rng = np.random.default_rng(seed)
     step = 5000
@@ -241,7 +240,7 @@ def main() -> int:
         # re-ingest runs no model, so an index of the whole corpus with hash vectors measures it as well
         full_corpus = work / "full.jsonl.gz"
         write_jsonl(full_corpus, full)
-        full_settings = replace(settings, index=work / "full-index", embed_model="hash-384")
+        full_settings = settings.replace(index=work / "full-index", embed_model="hash-384")
         hash_embedder = load_embedder("hash-384")
 
         def full_svc() -> Service:

@@ -18,6 +18,7 @@ from rag.answer.extractive import content_terms
 
 if TYPE_CHECKING:
     from rag.config import Settings
+    from rag.llm import ChatModels
 
 _NUM = re.compile(r"\d[\d,.]*\d|\d")
 _NUM_WORDS = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
@@ -100,19 +101,20 @@ class _LLMJudge:
 
     name = "llm"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, models: ChatModels | None = None) -> None:
         from rag.answer.verify import SupportJudge
-        from rag.llm import load_chat_model
+        from rag.llm import ChatModels
 
-        self._judge = SupportJudge(load_chat_model(settings))
+        self._judge = SupportJudge((models if models is not None else ChatModels()).get(settings))
         self.threshold = float(self._judge.threshold)
 
     def supports(self, sentence: str, passage: str) -> float:
         return float(self._judge.supports(sentence, passage))
 
 
-def build_judge(kind: str, settings: Settings) -> ExactFirst:
-    """`llm`, `lexical`, or `auto` (the LLM when it loads, else lexical, with one line saying so)."""
+def build_judge(kind: str, settings: Settings, models: ChatModels | None = None) -> ExactFirst:
+    """`llm`, `lexical`, or `auto` (the LLM when it loads, else lexical, with one line saying so). `models`:
+    the loaded models to take it from (the eval's, shared with its generative answerer)."""
     if kind == "lexical":
         return ExactFirst(LexicalJudge)
     if kind not in ("llm", "auto"):
@@ -122,7 +124,7 @@ def build_judge(kind: str, settings: Settings) -> ExactFirst:
         from rag.errors import RagError
 
         try:
-            return _LLMJudge(settings)
+            return _LLMJudge(settings, models)
         except (ImportError, RagError) as e:
             if kind == "llm":
                 raise

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from eval.metrics import citation_problems, citation_support, fact_hits, gold_co
 from eval.report import print_table, write_reports
 from rag.config import Settings, repo_root
 from rag.errors import RagError, UsageError
-from rag.ingest import IngestSummary, ingest_documents
+from rag.ingest import IngestSummary
+from rag.llm import ChatModels
 from rag.service import ANSWERERS, Service
 
 WHOLE_DOCUMENT = (0, 1 << 62)
@@ -205,20 +205,41 @@ def gates_for(all_gates: dict[str, Any], suite: str, answerer: str) -> dict[str,
 
 
 # --- runs ---------------------------------------------------------------------------------------------
-def _settings(args: argparse.Namespace, **over: Any) -> Settings:
-    base = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer")}
-    base.update(over)
-    return Settings.from_env(**base)
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `rag eval` was asked to do (the CLI builds it from its flags; None: the setting or default)."""
+
+    dataset: str | None = None  # a public set in ../shared/datasets, "all", or None for the labeled suite
+    limit: int | None = None  # questions sampled from the public set
+    all_documents: bool = False  # with `limit`: index the whole set's documents, not a sample of them
+    compare: bool = False  # run extractive and generative side by side
+    judge: str = "auto"  # citation support judge: auto, llm or lexical
+    reports: Path | None = None  # where reports go (default: reports/)
+    json: bool = False  # print the summary as JSON
+    corpus: Path | None = None
+    index: Path | None = None
+    answerer: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalOptions:
+        """The options from parsed `rag eval` flags (those absent keep their defaults)."""
+        given = vars(args)
+        return cls(**{f.name: given[f.name] for f in fields(cls) if given.get(f.name) is not None})
 
 
-def _services(settings: Settings, answerers: Sequence[str]) -> list[Service]:
-    """One Service per answerer, sharing the embedder and the store; an answerer that falls back to another
-    one already in the list is dropped, with the Service's notice on standard error."""
-    first = Service(replace(settings, answerer=answerers[0]))
-    out = [first]
-    for name in answerers[1:]:
-        svc = Service(replace(settings, answerer=name), embedder=first.embedder, store=first.store)
-        out.append(svc)
+def _settings(opts: EvalOptions, **over: Any) -> Settings:
+    return Settings.from_env(**{"corpus": opts.corpus, "index": opts.index, "answerer": opts.answerer, **over})
+
+
+def _services(settings: Settings, answerers: Sequence[str], models: ChatModels, *,
+              own_cache: bool = False) -> list[Service]:
+    """One Service per answerer, sharing the embedder, the index and the run's chat models; an answerer
+    that falls back to another one already in the list is dropped, with the Service's notice on standard
+    error. `own_cache`: the index folder is the eval's own, emptied first if made with other settings."""
+    first = Service(settings.replace(answerer=answerers[0]), models=models)
+    if own_cache:
+        first.reset_if_built_otherwise()
+    out = [first] + [first.for_answerer(name) for name in answerers[1:]]
     kept, names = [], set()
     for svc in out:
         actual = svc.answerer.name
@@ -228,24 +249,26 @@ def _services(settings: Settings, answerers: Sequence[str]) -> list[Service]:
     return kept
 
 
-def _answerers(args: argparse.Namespace, settings: Settings) -> list[str]:
-    return list(ANSWERERS) if getattr(args, "compare", False) else [settings.answerer]
+def _answerers(opts: EvalOptions, settings: Settings) -> list[str]:
+    return list(ANSWERERS) if opts.compare else [settings.answerer]
 
 
-def _labeled_index(args: argparse.Namespace) -> Path:
+LABELED_CACHE = repo_root() / ".rag" / "eval" / "labeled"
+
+
+def _labeled_index(opts: EvalOptions) -> Path:
     """The labeled suite gets its own index (beside the default one) unless one is named: whatever else
     was ingested into the default index must not change the figures."""
-    if getattr(args, "index", None) is not None or os.environ.get("RAG_INDEX"):
-        return _settings(args).index
-    return repo_root() / ".rag" / "eval" / "labeled"
+    settings = _settings(opts)
+    if "index" in settings.model_fields_set:  # by --index or RAG_INDEX
+        return settings.index
+    return LABELED_CACHE
 
 
-def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[dict[str, Any]]]:
+def run_labeled(opts: EvalOptions, judge: ExactFirst, models: ChatModels) -> tuple[str, list[dict[str, Any]]]:
     labels = load_labels()
-    settings = _settings(args, index=_labeled_index(args))
-    services = _services(settings, _answerers(args, settings))
-    if settings.index == repo_root() / ".rag" / "eval" / "labeled":
-        _drop_stale_cache(services[0])
+    settings = _settings(opts, index=_labeled_index(opts))
+    services = _services(settings, _answerers(opts, settings), models, own_cache=settings.index == LABELED_CACHE)
     summary = services[0].ingest()
     texts = {d["source"]: services[0].show(d["source"]) for d in services[0].documents()}
 
@@ -261,53 +284,35 @@ def run_labeled(args: argparse.Namespace, judge: ExactFirst) -> tuple[str, list[
     return "labeled", runs
 
 
-def public_index(args: argparse.Namespace, name: str) -> Path:
+def public_index(opts: EvalOptions, name: str) -> Path:
     """Where a public set is indexed. Kept between runs, so that a re-run embeds only what changed:
     `--index DIR` for one set (`DIR/NAME` with `--dataset all`), else `.rag/eval/NAME` for the whole set
     and `.rag/eval/NAME-sample` for a `--limit` sample (a sample of RealTimeQA indexes fewer articles, and
     sharing one folder would re-embed the difference at every switch)."""
-    given = getattr(args, "index", None)
-    if given is not None:
-        return Path(given) / name if getattr(args, "dataset", None) == "all" else Path(given)
-    sample = getattr(args, "limit", None) is not None and not getattr(args, "all_documents", False)
+    if opts.index is not None:
+        return Path(opts.index) / name if opts.dataset == "all" else Path(opts.index)
+    sample = opts.limit is not None and not opts.all_documents
     folder = f"{name}-sample" if sample else name
     return repo_root() / ".rag" / "eval" / folder
-
-
-def _drop_stale_cache(svc: Service) -> None:
-    """An index folder of the eval's own is a cache: made with other settings (chunking, model), it is
-    emptied; a folder the user named is never passed here (a mismatch there is an error saying so)."""
-    if svc.store.build_info() not in ({}, svc.settings.build_info()):
-        svc.store.reset()
 
 
 def index_public_set(svc: Service, data: datasets.PublicSet, *, own: bool) -> IngestSummary:
     """Bring the service's index up to the set's documents: unchanged ones embed nothing, documents that are
     not in the set are removed. `own`: the folder is the eval's cache, rebuilt if made with other settings
     (chunking, model); a folder the user named is never dropped (a mismatch is an error saying so)."""
-    store, info = svc.store, svc.settings.build_info()
     if own:
-        _drop_stale_cache(svc)
-    store.check_build(info)
-    store.record_build(info)
-    # Incremental ingest compares texts only: a document whose title or date changed (a loader now
-    # reading more of the set's metadata) is dropped here so that it is indexed again.
-    stored = store.documents()
-    for doc in data.documents:
-        rec = stored.get(doc.source)
-        if rec and any((rec.get(k) or "") != getattr(doc, k) for k in ("title", "url", "publish_date")):
-            store.delete_document(rec["doc_id"])
-    return ingest_documents(store, svc.embedder, svc.settings, data.documents, prune=lambda source: True,
-                            total=len(data.documents))
+        svc.reset_if_built_otherwise()
+    return svc.ingest_documents(data.documents, prune=lambda source: True)
 
 
-def run_public(args: argparse.Namespace, name: str, judge: ExactFirst) -> list[dict[str, Any]]:
-    data = datasets.load(name, getattr(args, "limit", None), all_documents=getattr(args, "all_documents", False))
-    index = public_index(args, name)
+def run_public(opts: EvalOptions, name: str, judge: ExactFirst, models: ChatModels) -> list[dict[str, Any]]:
+    data = datasets.load(name, opts.limit, all_documents=opts.all_documents)
+    index = public_index(opts, name)
     # corpus: a folder that is never read (the documents come from the set), so no file is touched
-    settings = _settings(args, index=index, corpus=index / "no-corpus")
-    services = _services(settings, _answerers(args, settings))
-    ingested = index_public_set(services[0], data, own=getattr(args, "index", None) is None)
+    settings = _settings(opts, index=index, corpus=index / "no-corpus")
+    own = opts.index is None
+    services = _services(settings, _answerers(opts, settings), models, own_cache=own)
+    ingested = index_public_set(services[0], data, own=own)
 
     def gold_for(label: Label) -> GoldSpans:
         sides = label.extra.get("sides") or [[d] for d in label.gold_docs]
@@ -330,32 +335,33 @@ def _run_record(suite: str, svc: Service, rows: list[dict[str, Any]], judge: Exa
             "judge_calls": {"verbatim": judge.exact, "judged": judge.judged}}
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the suite(s) the arguments name; 0 when every gate passes, 1 when one fails."""
-    dataset = getattr(args, "dataset", None)
-    if dataset is None and getattr(args, "limit", None) is not None:
+def main(opts: EvalOptions) -> int:
+    """Run the suite(s) the options name; 0 when every gate passes, 1 when one fails."""
+    dataset = opts.dataset
+    if dataset is None and opts.limit is not None:
         raise UsageError("--limit applies to a public set; give --dataset NAME too")
     names = list(datasets.NAMES) if dataset == "all" else [dataset] if dataset else []
     for n in names:
         if n not in datasets.NAMES:
             raise UsageError(f"unknown dataset {n!r}; use one of {', '.join(datasets.NAMES)} or all")
     gates = load_gates()
-    judge = build_judge(getattr(args, "judge", None) or "auto", _settings(args))
+    models = ChatModels()  # the run's: its generative answerers and the LLM judge share one loaded model
+    judge = build_judge(opts.judge, _settings(opts), models)
     runs: list[dict[str, Any]] = []
     if not names:
-        suite, runs = run_labeled(args, judge)
+        suite, runs = run_labeled(opts, judge, models)
     else:
         suite = "public" if dataset == "all" else dataset
         for n in names:
-            runs += run_public(args, n, judge)
+            runs += run_public(opts, n, judge, models)
     for run in runs:
         run["gates_failed"] = check_gates(run["summary"], run["rows"], gates_for(gates, run["suite"],
                                                                                    run["answerer"]))
         run["gated"] = gates_for(gates, run["suite"], run["answerer"]) is not None
-    out_dir = Path(getattr(args, "reports", None) or repo_root() / "reports")
+    out_dir = Path(opts.reports or repo_root() / "reports")
     payload = {"suite": suite, "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "runs": runs}
     paths = write_reports(out_dir, f"eval-{suite}", payload)
-    if getattr(args, "json", False):
+    if opts.json:
         print(json.dumps({"suite": suite, "passed": not any(r["gates_failed"] for r in runs),
                           "runs": [{k: r[k] for k in ("suite", "answerer", "judge", "summary", "gates_failed")}
                                    for r in runs], "reports": [str(p) for p in paths]}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("doc_id")
 
     p = sub.add_parser("serve", parents=[common], help="the app and the HTTP API (docs/api.md)")
-    p.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
+    p.add_argument("--host", default=argparse.SUPPRESS, help="where to listen (RAG_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (RAG_PORT; default 7860)")
 
     p = sub.add_parser("eval", parents=[common], help="run the hand-labeled eval suite")
     p.add_argument("--json", action="store_true")
@@ -86,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _service(args: argparse.Namespace) -> Any:
     from rag.service import Service
 
-    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of")}
-    return Service(Settings.from_env(**overrides))
+    return Service(settings_from(args))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags over RAG_* variables over defaults."""
+    return Settings.from_env(**{k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of",
+                                                                     "host", "port")})
 
 
 def _read_questions() -> Iterator[tuple[int, str, Any, str]]:
@@ -209,16 +213,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    svc = _service(args)  # first: a bad RAG_PORT or RAG_AUTH stops it before the app is imported
     from ui.app import serve
 
-    serve(_service(args), host=args.host, port=args.port)
+    serve(svc, host=svc.settings.host, port=svc.settings.port)
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from eval.runner import EvalOptions
     from eval.runner import main as eval_main
 
-    return int(eval_main(args))
+    return int(eval_main(EvalOptions.from_args(args)))
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -233,12 +239,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if "corpus" in vars(args):  # given on the command line: check against the files themselves
         find = receipts.corpus_lookup(args.corpus)
     else:
-        find = receipts.index_lookup(_service(args).store)
+        find = _service(args).citation_lookup()
     status = 0
     for result in receipts.verify(answers, find):
         print(json.dumps(result, ensure_ascii=False) if args.json else receipts.line(result), flush=True)
         status = status if result["status"] in receipts.GOOD else 1
     return status
+
+
+def _debug() -> bool:
+    """RAG_DEBUG: expected errors raise with their traceback (a malformed RAG_* variable is not one)."""
+    try:
+        return Settings.from_env().debug
+    except RagError:
+        return False
 
 
 COMMANDS = {"ingest": _cmd_ingest, "ask": _cmd_ask, "search": _cmd_search, "stats": _cmd_stats,
@@ -251,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except RagError as e:
-        if os.environ.get("RAG_DEBUG"):
+        if _debug():
             raise
         print(f"rag: {e}", file=sys.stderr)
         return e.exit_code

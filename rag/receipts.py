@@ -35,10 +35,11 @@ def model_fields(answerer: Any, settings: Any) -> dict[str, Any]:
     """Which model wrote the answer: the bundled GGUF's SHA-256, else null and a name saying what ran."""
     if getattr(answerer, "name", "") != "generative":
         return {"model_sha256": None, "model": "extractive (no generative model)"}
-    if settings.llm_url:
-        return {"model_sha256": None, "model": f"server {settings.llm_model} at {settings.llm_url}"}
-    if settings.llm_model_path:  # hashing a user's multi-GB file on every answer would cost seconds
-        return {"model_sha256": None, "model": f"own GGUF {Path(settings.llm_model_path).name}"}
+    llm = settings.llm
+    if llm.url:
+        return {"model_sha256": None, "model": f"server {llm.model} at {llm.url}"}
+    if llm.model_path:  # hashing a user's multi-GB file on every answer would cost seconds
+        return {"model_sha256": None, "model": f"own GGUF {Path(llm.model_path).name}"}
     from rag.llm import MODEL_SHA256
 
     return {"model_sha256": MODEL_SHA256, "model": "bundled Qwen2.5-Coder-1.5B-Instruct Q4_K_M"}

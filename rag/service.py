@@ -9,7 +9,7 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,14 @@ from rag.config import Settings
 from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
 from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
-from rag.ingest import IngestSummary, Progress, ingest_jsonl, ingest_paths
+from rag.ingest import IngestSummary, Progress, ingest_documents, ingest_jsonl, ingest_paths
+from rag.llm import ChatModels
 from rag.receipts import make_receipt
 from rag.retrieve import Retriever
 from rag.sources import META_SUFFIX
 from rag.store import Store
 from rag.text import normalise_date
-from rag.types import Answer, Hit
+from rag.types import Answer, Document, Hit
 
 MAX_QUESTION_CHARS = 2000
 ANSWERERS = ("generative", "extractive")
@@ -62,6 +63,7 @@ class Service:
         store: Store | None = None,
         answerer: Answerer | None = None,
         retriever: Retriever | None = None,
+        models: ChatModels | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if self.settings.answerer not in ANSWERERS:
@@ -70,6 +72,8 @@ class Service:
         self._store = store
         self._answerer = answerer
         self._retriever = retriever
+        # the chat models this service loaded (shared with the services made from it): no process-wide one
+        self.models = models if models is not None else ChatModels()
         self._texts: dict[str, str] = {}
         self.notice = ""  # one line for the user when a fallback was taken
 
@@ -108,7 +112,7 @@ class Service:
         try:
             from rag.answer.generative import build_generative
 
-            return build_generative(self.settings, embedder=self.embedder, fallback=extractive)
+            return build_generative(self.settings, embedder=self.embedder, fallback=extractive, models=self.models)
         except (ImportError, ModelError) as e:
             self.notice = (f"generation is not available ({e}); answering extractively. "
                            "Run the README's setup command to install the bundled model.")
@@ -258,3 +262,85 @@ class Service:
         """A document's stored text, by id or by source (its path relative to the corpus)."""
         rec = self.store.documents().get(doc_id)
         return self.doc_text(rec["doc_id"] if rec else doc_id)
+
+    # --- other services over the same index ---------------------------------------------------
+    def with_settings(self, **changes: Any) -> Service:
+        """This service with `changes` to its settings, sharing what they leave valid: the chat models
+        always, the embedder and the index unless what shapes or names the index changed, the answerer
+        unless the answerer or its model changed. The faces make one per answerer or per as-of date."""
+        settings = self.settings.replace(**changes)
+        same = {name for name in type(settings).model_fields if getattr(settings, name) == getattr(self.settings, name)}
+        index = {"embed_model", "chunking", "index", "chroma_url", "collection"} <= same
+        writer = index and {"answerer", "llm", "model_dir"} <= same
+        # one retriever for all: an ingest through any of them refreshes the BM25 side they all read
+        svc = Service(settings, models=self.models,
+                      embedder=self.embedder if "embed_model" in same else None,
+                      store=self.store if index else None,
+                      retriever=self.retriever if index else None,
+                      answerer=self._answerer if writer else None)
+        if writer:
+            svc.notice = self.notice
+        return svc
+
+    def for_answerer(self, name: str) -> Service:
+        """This service answering with `name` (one of ANSWERERS), over the same index and models."""
+        if name not in ANSWERERS:
+            raise UsageError(f"unknown answerer {name!r}; use one of {', '.join(ANSWERERS)}")
+        return self if name == self.settings.answerer else self.with_settings(answerer=name)
+
+    # --- what the faces (ui/, eval/, the CLI) read of the index, so that none reaches for the store ----
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The indexed documents' records, by source."""
+        return self.store.documents()
+
+    def record(self, source: str) -> dict[str, Any] | None:
+        """One document's record (doc_id, title, url, publish_date, chunks, ...), by source; None if absent."""
+        return self.store.documents().get(source)
+
+    def pages(self, doc_id: str) -> tuple[int, ...]:
+        """Where each PDF page starts in the document's text; empty for documents without pages."""
+        return self.store.pages(doc_id)
+
+    def ocr_lines(self, doc_id: str) -> list[dict[str, Any]]:
+        """The lines OCR read on the document's scanned pages, with their boxes."""
+        return self.store.ocr_lines(doc_id)
+
+    def chunk_count(self) -> int:
+        return self.store.chunk_count()
+
+    def build_info(self) -> dict[str, Any]:
+        """The settings the index was built with ({} for a new index)."""
+        return self.store.build_info()
+
+    def citation_lookup(self) -> Any:
+        """`rag verify`'s lookup of cited documents in this index."""
+        from rag.receipts import index_lookup
+
+        return index_lookup(self.store)
+
+    def reset_if_built_otherwise(self) -> bool:
+        """Empty an index made with other settings (an eval's cache folder); True when it did."""
+        if self.store.build_info() in ({}, self.settings.build_info()):
+            return False
+        self.store.reset()
+        self._texts.clear()
+        return True
+
+    def ingest_documents(self, docs: list[Document], *, prune: Callable[[str], bool] | None = None,
+                         ) -> IngestSummary:
+        """Bring the index up to `docs` (an eval's public set): unchanged ones embed nothing; `prune` says
+        which stored sources not among them go. A document whose title, url or date changed is indexed anew
+        (incremental ingest compares texts only)."""
+        info = self.settings.build_info()
+        self.store.check_build(info)
+        self.store.record_build(info)
+        stored = self.store.documents()
+        for doc in docs:
+            rec = stored.get(doc.source)
+            if rec and any((rec.get(k) or "") != getattr(doc, k) for k in ("title", "url", "publish_date")):
+                self.store.delete_document(rec["doc_id"])
+        self._texts.clear()
+        summary = ingest_documents(self.store, self.embedder, self.settings, docs, prune=prune, total=len(docs))
+        if self._retriever is not None:
+            self._retriever.refresh()
+        return summary

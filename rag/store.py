@@ -204,7 +204,7 @@ class Store:
                 self.client.delete_collection(col)
             except Exception:  # already gone
                 pass
-        self.__init__(self.settings, client=self.client)  # type: ignore[misc]
+        Store.__init__(self, self.settings, client=self.client)  # the collections anew, on the same client
 
     # --- documents ------------------------------------------------------------------------------
     def documents(self, *, state: str | None = "done") -> dict[str, dict[str, Any]]:

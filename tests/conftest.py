@@ -61,7 +61,7 @@ def make_service(tmp_path: Path) -> Callable[..., Service]:
     counter = iter(range(1000))
 
     def make(corpus: Path | None = None, embedder=None, **kw) -> Service:
-        service_kw = {k: kw.pop(k) for k in ("store", "answerer", "retriever") if k in kw}
+        service_kw = {k: kw.pop(k) for k in ("store", "answerer", "retriever", "models") if k in kw}
         settings = Settings.from_env(
             env={},
             corpus=corpus or CORPUS,

@@ -8,8 +8,6 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -23,10 +21,8 @@ def running_app(service) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The Gradio app over `service` on a free loopback port, without login; yields its URL."""
     from ui.app import serve
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RAG_AUTH", raising=False)
-        port = free_port()
-        app = serve(service, port=port, prevent_thread_lock=True, quiet=True)
+    port = free_port()
+    app = serve(service, port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -119,18 +119,6 @@ def test_slots_run_one_at_a_time_and_refuse_past_the_queue():
     assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
 
 
-def test_api_keys_come_from_a_comma_separated_list(monkeypatch):
-    from ui.api import api_keys_from_env
-
-    monkeypatch.setenv("RAG_API_KEYS", " one, two ,,")
-    assert api_keys_from_env() == ["one", "two"]
-    monkeypatch.setenv("RAG_API_KEYS", " , ")
-    with pytest.raises(UsageError, match="RAG_API_KEYS holds no key"):
-        api_keys_from_env()
-    monkeypatch.delenv("RAG_API_KEYS")
-    assert api_keys_from_env() == []
-
-
 def test_bearer_auth_accepts_only_a_listed_key():
     from ui.api import BearerAuth
 

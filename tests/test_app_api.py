@@ -62,12 +62,11 @@ def test_app_binds_to_localhost_only(app_url):
     assert httpx.get(app_url, timeout=10).status_code == 200
 
 
-def test_rag_auth_turns_on_the_login(seed_service, monkeypatch):
+def test_rag_auth_turns_on_the_login(seed_service):
     from ui.app import serve
 
-    monkeypatch.setenv("RAG_AUTH", "reader:s3cret")
     port = free_port()
-    app = serve(seed_service, port=port, prevent_thread_lock=True, quiet=True)
+    app = serve(seed_service.with_settings(auth="reader:s3cret"), port=port, prevent_thread_lock=True, quiet=True)
     try:
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/config", timeout=10).status_code == 401

@@ -77,16 +77,3 @@ def test_uploads_are_checked_for_content_and_size(tmp_path: Path):
     dest, replaced = place(check_upload(good, "notes.md", corpus), corpus)
     assert dest == corpus / "notes.md" and not replaced and dest.read_bytes() == good.read_bytes()
     assert place(check_upload(good, "notes.md", corpus), corpus)[1] is True
-
-
-def test_rag_auth_must_be_user_and_password(monkeypatch):
-    from ui.app import auth_from_env
-
-    monkeypatch.delenv("RAG_AUTH", raising=False)
-    assert auth_from_env() is None
-    monkeypatch.setenv("RAG_AUTH", "ann:pa:ss")
-    assert auth_from_env() == ("ann", "pa:ss")
-    for bad in ("ann", "ann:", ":pw"):
-        monkeypatch.setenv("RAG_AUTH", bad)
-        with pytest.raises(UsageError, match="user:password"):
-            auth_from_env()

@@ -7,26 +7,13 @@ import re
 import pytest
 
 from rag.conversation import standalone_question
+from rag.llm import FakeChatModel
 
 COMMANDER = [
     {"role": "user", "content": "Who is the commander of U.S. Forces Korea?"},
     {"role": "assistant", "content": "Army Gen. Xavier Brunson, the commander of U.S. Forces Korea [1]."},
 ]
 TROOPS = [{"role": "user", "content": "How many troops has North Korea sent to Russia?"}]
-
-
-class ScriptedModel:
-    """A chat model double that replies with a fixed text and records what it was asked."""
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.calls: list[list[dict[str, str]]] = []
-
-    def stream(self, messages, *, max_tokens=200, stop=()):
-        self.calls.append(list(messages))
-        yield from self.reply.split(" ")[:1]
-        for word in self.reply.split(" ")[1:]:
-            yield " " + word
 
 
 def test_pronoun_is_replaced_by_the_subject_of_the_previous_question():
@@ -57,20 +44,20 @@ def test_malformed_history_entries_are_ignored():
 
 
 def test_a_language_model_rewrites_what_the_rule_cannot_resolve():
-    model = ScriptedModel("How many of the North Korean troops sent to Russia were killed?")
+    model = FakeChatModel(["How many of the North Korean troops sent to Russia were killed?"])
     got = standalone_question("How many of them were killed?", TROOPS, llm=model)
     assert got == "How many of the North Korean troops sent to Russia were killed?"
-    assert "How many troops has North Korea sent to Russia?" in model.calls[0][-1]["content"]
+    assert "How many troops has North Korea sent to Russia?" in model.calls[0].prompt
 
 
 def test_the_model_is_not_called_when_the_rule_is_sure():
-    model = ScriptedModel("What did Xavier Brunson say Russia is sharing?")
+    model = FakeChatModel(["What did Xavier Brunson say Russia is sharing?"])
     got = standalone_question("What did he say Russia is sharing?", COMMANDER, llm=model)
     assert got == "What did the commander of U.S. Forces Korea say Russia is sharing?" and model.calls == []
 
 
 def test_an_implausible_model_reply_falls_back_to_the_rule():
-    model = ScriptedModel("Sure! Here is the rewritten question")
+    model = FakeChatModel(["Sure! Here is the rewritten question"])
     got = standalone_question("How many of them were killed?", TROOPS, llm=model)
     assert got == "How many troops has North Korea sent to Russia? How many of them were killed?"
     assert len(model.calls) == 1

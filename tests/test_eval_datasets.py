@@ -120,19 +120,16 @@ def test_a_public_set_index_is_kept_and_brought_up_to_the_set(make_service, embe
     renamed = replace(one, documents=[replace(one.documents[0], title="A new title")] + one.documents[1:])
     fourth = index_public_set(again, renamed, own=True)
     assert (fourth.added, fourth.unchanged) == (1, len(one.documents) - 1)
-    assert again.store.documents()[one.documents[0].source]["title"] == "A new title"
+    assert again.record(one.documents[0].source)["title"] == "A new title"
 
 
 def test_public_index_folders(tmp_path):
-    from argparse import Namespace
+    from eval.runner import EvalOptions, public_index
 
-    from eval.runner import public_index
-
-    assert public_index(Namespace(index=None, limit=None, dataset="squad2_500"), "squad2_500").parts[-3:] == (
-        ".rag", "eval", "squad2_500")
-    assert public_index(Namespace(index=None, limit=5, dataset="all"), "rgb_en_fact").name == "rgb_en_fact-sample"
-    assert public_index(Namespace(index=tmp_path, limit=None, dataset="realtimeqa"), "realtimeqa") == tmp_path
-    assert public_index(Namespace(index=tmp_path, limit=5, dataset="all"), "realtimeqa") == tmp_path / "realtimeqa"
+    assert public_index(EvalOptions(dataset="squad2_500"), "squad2_500").parts[-3:] == (".rag", "eval", "squad2_500")
+    assert public_index(EvalOptions(limit=5, dataset="all"), "rgb_en_fact").name == "rgb_en_fact-sample"
+    assert public_index(EvalOptions(index=tmp_path, dataset="realtimeqa"), "realtimeqa") == tmp_path
+    assert public_index(EvalOptions(index=tmp_path, limit=5, dataset="all"), "realtimeqa") == tmp_path / "realtimeqa"
 
 
 def test_realtimeqa_2026_sample_holds_pages_stating_each_answer_and_refusals_pass_only_when_refused():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import pytest
@@ -31,11 +30,9 @@ def _at_the_gates(gates: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path, run: dict[str, Any]) -> int:
-    monkeypatch.setattr(runner, "run_labeled", lambda args, judge: ("labeled", [run]))
+    monkeypatch.setattr(runner, "run_labeled", lambda args, judge, models: ("labeled", [run]))
     monkeypatch.setattr(runner, "write_reports", lambda out_dir, stem, payload: [])
-    args = argparse.Namespace(dataset=None, limit=None, judge="lexical", reports=tmp_path, json=True,
-                              corpus=None, index=None, answerer="generative", compare=False)
-    return runner.main(args)
+    return runner.main(runner.EvalOptions(judge="lexical", reports=tmp_path, json=True, answerer="generative"))
 
 
 def test_the_gate_block_has_the_extractive_blocks_shape(gates):

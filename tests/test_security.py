@@ -56,19 +56,15 @@ def service(tmp_path_factory, embedder) -> Service:
 def _serve(service, monkeypatch, auth: str | None, **kw):
     from ui.app import serve
 
-    if auth is None:
-        monkeypatch.delenv("RAG_AUTH", raising=False)
-    else:
-        monkeypatch.setenv("RAG_AUTH", auth)
     port = free_port()
-    return serve(service, port=port, prevent_thread_lock=True, quiet=True, **kw), port
+    return serve(service.with_settings(auth=auth), port=port, prevent_thread_lock=True, quiet=True, **kw), port
 
 
 def test_serve_listens_on_loopback_only_by_default(service, monkeypatch):
-    from rag.cli import build_parser
+    from rag.cli import build_parser, settings_from
 
     monkeypatch.delenv("RAG_HOST", raising=False)
-    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    assert settings_from(build_parser().parse_args(["serve"])).host == "127.0.0.1"
     app, port = _serve(service, monkeypatch, None)  # serve()'s own default host
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200

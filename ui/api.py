@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,17 +67,6 @@ class AskRequest(BaseModel):
     k: int | None = Field(None, ge=1, le=100, description="passages to retrieve (default: the setting)")
     as_of: str | None = Field(None, description="only documents published on or before this date, YYYY-MM-DD")
     stream: bool = Field(False, description="server-sent events: `delta` (verified text), then `answer`")
-
-
-def api_keys_from_env() -> list[str]:
-    """`RAG_API_KEYS=key1,key2` as a list; empty when unset."""
-    raw = os.environ.get("RAG_API_KEYS")
-    if raw is None or raw == "":
-        return []
-    keys = [k.strip() for k in raw.split(",") if k.strip()]
-    if not keys:
-        raise UsageError("RAG_API_KEYS holds no key; give one or more keys separated by commas, or unset it")
-    return keys
 
 
 class BearerAuth:
@@ -166,8 +153,7 @@ def scoped(service: Service, as_of: str | None) -> Service:
     """The service limited to documents published by `as_of`, sharing the index, models and answerer."""
     if not as_of or as_of == service.settings.as_of:
         return service
-    return Service(replace(service.settings, as_of=as_of), embedder=service.embedder, store=service.store,
-                   retriever=service.retriever, answerer=service.answerer)
+    return service.with_settings(as_of=as_of)
 
 
 def document_record(rec: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +162,9 @@ def document_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_api(service: Service, *, host: str = "127.0.0.1", queue_size: int = QUEUE_SIZE,
-              app_auth: bool = False) -> FastAPI:
-    """The API over `service` as a FastAPI app; `rag serve` mounts the Gradio app at / on it."""
+              app_auth: bool = False, keys: Sequence[str] = ()) -> FastAPI:
+    """The API over `service` as a FastAPI app; `rag serve` mounts the Gradio app at / on it. `keys`: the
+    bearer keys /v1 and /mcp require (RAG_API_KEYS); none: open, or closed when `app_auth` (RAG_AUTH)."""
     limits = Limits(queue_size)
     mcp = build_mcp(service, limits)
     mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=host)
@@ -191,7 +178,7 @@ def build_api(service: Service, *, host: str = "127.0.0.1", queue_size: int = QU
                          description="Answers from the indexed documents, every claim cited to the exact "
                                      "passage. Errors are JSON {\"error\": \"...\"}.")
     api.add_middleware(BodyLimit)
-    api.add_middleware(BearerAuth, keys=api_keys_from_env(), app_auth=app_auth)  # outermost: no key, no reading
+    api.add_middleware(BearerAuth, keys=list(keys), app_auth=app_auth)  # outermost: no key, no reading
 
     @api.exception_handler(RagError)
     async def _rag_error(_req: Request, e: RagError) -> JSONResponse:
@@ -270,7 +257,7 @@ def build_api(service: Service, *, host: str = "127.0.0.1", queue_size: int = QU
     async def delete_document(source: str) -> dict[str, Any]:
         """Forget a document: its index records and its file in the corpus folder."""
         def remove() -> None:
-            if source not in service.store.documents():
+            if service.record(source) is None:
                 raise NotFound(f"no document {source!r} in the index; GET /v1/documents lists what is there")
             service.remove(source)
 

@@ -6,10 +6,8 @@ its results into HTML (ui/render.py) and checks uploads (ui/uploads.py).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ set_offline_env()  # before gradio is imported: no version check, no telemetry, 
 
 import gradio as gr  # noqa: E402
 
-from rag.errors import RagError, UsageError  # noqa: E402
+from rag.errors import RagError  # noqa: E402
 from rag.service import ANSWERERS, Service  # noqa: E402
 from rag.sources import MAX_PDF_BYTES, SUPPORTED_SUFFIXES  # noqa: E402
 from ui.api import Server, build_api  # noqa: E402
@@ -44,12 +42,8 @@ class Services:
         self._by_name = {base.settings.answerer: base}
 
     def get(self, answerer: str) -> Service:
-        if answerer not in ANSWERERS:
-            raise UsageError(f"unknown answerer {answerer!r}; use one of {', '.join(ANSWERERS)}")
         if answerer not in self._by_name:
-            b = self.base
-            self._by_name[answerer] = Service(replace(b.settings, answerer=answerer), embedder=b.embedder,
-                                              store=b.store, retriever=b.retriever)
+            self._by_name[answerer] = self.base.for_answerer(answerer)
         return self._by_name[answerer]
 
 
@@ -100,7 +94,7 @@ def build_app(service: Service) -> gr.Blocks:
                     turn.text += str(value)
                     yield chat_html(turns, INTRO), gr.skip(), turns, gr.skip()
                 elif kind == "answer":
-                    docs = svc.store.documents()
+                    docs = svc.records()
                     turn.sources = [source_record(c, docs, svc.doc_text) for c in value.citations]
                     turn.answer = value
                     mark_stale(turns, docs)
@@ -124,7 +118,7 @@ def build_app(service: Service) -> gr.Blocks:
     def restaled(turns: list[Turn] | None) -> str:
         """The sources panel again, each passage whose document changed since its answer flagged."""
         turns = turns or []
-        mark_stale(turns, service.store.documents())
+        mark_stale(turns, service.records())
         return sources_html(turns)
 
     def add_files(
@@ -189,9 +183,9 @@ def build_app(service: Service) -> gr.Blocks:
                               note="source changed since this answer: the cited version is no longer indexed")
             return
         path = service.settings.corpus / rec["source"]
-        pages = service.store.pages(rec["doc_id"])
+        pages = service.pages(rec["doc_id"])
         if pages and path.suffix.lower() == ".pdf" and path.is_file() and not stale:
-            body = pdf_pages_html(path, text, pages, spans, n, service.store.ocr_lines(rec["doc_id"]))
+            body = pdf_pages_html(path, text, pages, spans, n, service.ocr_lines(rec["doc_id"]))
             yield dialog_html(rec["title"], rec["source"], body, request)
             return
         lo, hi = window(len(text), rec["start"], rec["end"])
@@ -276,20 +270,9 @@ def _status(*lines: str, bad: bool = False) -> str:
     return f'<div class="{cls}">' + "".join(f"<div>{esc(line)}</div>" for line in lines) + "</div>"
 
 
-def auth_from_env() -> tuple[str, str] | None:
-    """`RAG_AUTH=user:password` as Gradio's login pair; None when unset."""
-    raw = os.environ.get("RAG_AUTH", "")
-    if not raw:
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise UsageError("RAG_AUTH must look like user:password (both non-empty)")
-    return user, password
-
-
 def _ingest_if_empty(service: Service) -> None:
     """An empty index is filled from the corpus folder before the app starts, with progress shown."""
-    if service.store.chunk_count() > 0:
+    if service.chunk_count() > 0:
         return
     corpus = service.settings.corpus
     print(f"rag: the index is empty; indexing {corpus} first", file=sys.stderr, flush=True)
@@ -330,8 +313,8 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
           quiet: bool = False) -> Server:
     """Ingest the corpus if the index is empty, then run the app at / and the HTTP API (ui/api.py) beside it
     on host:port (127.0.0.1 by default). With `prevent_thread_lock` it runs in the background until `close()`."""
-    auth = auth_from_env()
-    api = build_api(service, host=host, app_auth=auth is not None)  # first: a bad RAG_API_KEYS stops it here
+    auth = service.settings.auth  # RAG_AUTH and RAG_API_KEYS, checked when the settings were read
+    api = build_api(service, host=host, app_auth=auth is not None, keys=service.settings.api_keys)
     _ingest_if_empty(service)
     app = build_app(service)
     # One answer at a time per event: the model has two cores. At most QUEUE_SIZE requests wait; more are

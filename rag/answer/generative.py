@@ -32,7 +32,7 @@ from rag.answer.extractive import ExtractiveAnswerer, names_found
 from rag.answer.verify import SupportJudge, clean_claim
 from rag.config import Settings
 from rag.embedding import _NumpyEmbedding
-from rag.llm import ChatModel, Message, load_chat_model
+from rag.llm import ChatModel, ChatModels, Message
 from rag.text import NUMBER_WORDS, sentence_spans
 from rag.types import Answer, Citation, Hit
 
@@ -621,16 +621,18 @@ def _same_claim(a: str, b: str) -> bool:
 
 
 def build_generative(settings: Settings, *, embedder: _NumpyEmbedding,
-                     fallback: ExtractiveAnswerer | None = None) -> GenerativeAnswerer:
+                     fallback: ExtractiveAnswerer | None = None,
+                     models: ChatModels | None = None) -> GenerativeAnswerer:
     """The generative answerer over the bundled model, the server named by RAG_LLM_URL or the user's GGUF
-    named by RAG_LLM_MODEL_PATH (those two read and write more: `SERVER`).
+    named by RAG_LLM_MODEL_PATH (those two read and write more: `SERVER`), taken from `models` (the
+    caller's loaded models; a new set when None).
 
     Raises ModelError (the service then answers extractively) when the model cannot be loaded.
     """
-    llm = load_chat_model(settings)
+    llm = (models if models is not None else ChatModels()).get(settings)
     selector = fallback or ExtractiveAnswerer(embedder)
     return GenerativeAnswerer(llm, selector=selector, judge=SupportJudge(llm),
-                              settings=SERVER if settings.llm_url or settings.llm_model_path else None)
+                              settings=SERVER if settings.llm.url or settings.llm.model_path else None)
 
 
 __all__ = ["GenerativeAnswerer", "PipelineSettings", "build_generative", "shape"]
