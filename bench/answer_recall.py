@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--index", type=Path, required=True)
     ap.add_argument("--k", default="5,10", help="comma list of cut-offs")
     ap.add_argument("--limit", type=int, default=None, help="the first N answerable questions")
-    ap.add_argument("--methods", default="bm25,dense,hybrid,hybrid-passages,hybrid-clean,hybrid-passages-clean")
+    ap.add_argument("--methods", default="bm25,dense,hybrid,hybrid-uncleaned")
     args = ap.parse_args()
     set_offline_env()
     from rag.embedding import load_embedder
@@ -50,9 +50,7 @@ def main() -> None:
         "bm25": Retriever(store, embedder, mode="bm25").search,
         "dense": Retriever(store, embedder, mode="dense").search,
         "hybrid": Retriever(store, embedder).search,
-        "hybrid-passages": Retriever(store, embedder, passages=True).search,
-        "hybrid-clean": Retriever(store, embedder, when_asked=False).search,
-        "hybrid-passages-clean": Retriever(store, embedder, passages=True, when_asked=False).search,
+        "hybrid-uncleaned": Retriever(store, embedder, clean_question=False).search,
     }
     print(f"{len(items)} answerable questions, {store.chunk_count()} chunks, {len(docs)} pages")
     print(f"| method | {' | '.join(f'answer@{k} | page@{k}' for k in ks)} | p50 ms |")

@@ -57,12 +57,10 @@ NAMED_SHARE = 0.5
 # one of the same rank; scores keep the margin, which SQuAD's wording-close questions need.
 FUSION = "scores"
 FUSIONS = ("rrf", "scores")
-# Passage selection inside the best documents (`passages=True`): the fused ranking picks this many
-# documents, then every chunk of theirs is scored again (dense and BM25, fused the same way) and ranked by
-# that score plus the document's own (docs/retrieval.md#passages-inside-documents).
-PASSAGE_DOCS = 10
-# The dense and BM25 candidates drawn from those documents, each side.
-PASSAGE_POOL = 100
+# The words that date a question ("this week", "recently") are dropped from the query
+# (rag/text.py, without_when_asked): every news page says "this week" in its menus. realtimeqa_2026, all 248
+# answerable questions over all 2,022 pages, answer-recall@3 / @5 / @8 / @10 of the hybrid ranking 0.411 /
+# 0.504 / 0.548 / 0.565 with them, 0.435 / 0.504 / 0.552 / 0.577 without (docs/retrieval.md#question-cleaning).
 # The usual RRF constant: a rank-1 hit from one side outweighs a rank-5 hit from both only slightly.
 RRF_K = 60
 
@@ -113,8 +111,8 @@ class Retriever:
                  bm25: BM25Index | None = None, candidates: int = CANDIDATES,
                  bm25_weight: float = 1.0, spell: bool = True, per_doc: int = PER_DOC,
                  recency_half_life: float = RECENCY_HALF_LIFE, publishers: bool = True,
-                 days: bool = True, fusion: str = FUSION, passages: bool = False,
-                 when_asked: bool = True) -> None:
+                 days: bool = True, fusion: str = FUSION,
+                 clean_question: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         if fusion not in FUSIONS:
@@ -130,8 +128,7 @@ class Retriever:
         self.publishers = publishers  # hybrid mode: a ranking for each publisher the question names
         self.days = days  # hybrid mode: a ranking for each day the question names
         self.fusion = fusion
-        self.passages = passages  # hybrid mode: rank the passages of the best documents again
-        self.when_asked = when_asked  # False: "this week" and the like are dropped from the query
+        self.clean_question = clean_question  # "this week" and the like are dropped from the query
         self._bm25 = bm25
         self._publishers: tuple[str, Publishers] | None = None  # (BM25 fingerprint, names)
 
@@ -151,7 +148,7 @@ class Retriever:
     def search(self, query: str, k: int = 5, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks for the query, best first."""
         date = normalise_date(as_of) if as_of else ""
-        if not self.when_asked:
+        if self.clean_question:
             query = without_when_asked(query)
         n = max(self.candidates, k)
         dense: list[Hit] = []
@@ -197,35 +194,7 @@ class Retriever:
         else:
             rankings = [[h.chunk_id for h in dense], [cid for cid, _ in keyword], *named]
             fused = rrf(rankings, [1.0, self.bm25_weight] + [1.0] * len(named))
-        known = {h.chunk_id: h for h in dense}
-        if self.passages and fused:
-            fused = self._inside_documents(fused, scores, vector, mask, known)
-        return _with_scores(self.store, self._limit(fused, k), known)
-
-    def _inside_documents(self, fused: list[tuple[str, float]], scores: np.ndarray, vector: list[float],
-                          mask: np.ndarray | None, known: dict[str, Hit]) -> list[tuple[str, float]]:
-        """The fused ranking's best documents, their chunks ranked again: each chunk scores its own dense
-        and BM25 match inside those documents (fused as `fuse_scores`), plus its document's best fused
-        score. A page's answer-bearing passage rarely is the one that matched the question best over the
-        whole corpus; inside the right pages it competes only with their other passages."""
-        doc_score: dict[str, float] = {}
-        for cid, s in fused:
-            doc = cid.rsplit(":", 1)[0]
-            if doc not in doc_score:
-                doc_score[doc] = s
-                if len(doc_score) == PASSAGE_DOCS:
-                    break
-        docs = list(doc_score)
-        bm25 = self.bm25
-        rows = np.isin(np.asarray(bm25.doc_ids, dtype=object), docs)
-        keyword = bm25.best(scores, PASSAGE_POOL, rows if mask is None else rows & mask)
-        dense = self.store.query(vector, PASSAGE_POOL, where={"doc_id": {"$in": docs}})
-        known.update((h.chunk_id, h) for h in dense if h.chunk_id not in known)
-        inside = fuse_scores([(h.chunk_id, h.score) for h in dense], keyword, (),
-                             self.bm25_weight / (1.0 + self.bm25_weight))
-        top = max(doc_score.values()) or 1.0
-        ranked = [(cid, s + doc_score[cid.rsplit(":", 1)[0]] / top) for cid, s in inside]
-        return sorted(ranked, key=lambda kv: (-kv[1], kv[0]))
+        return _with_scores(self.store, self._limit(fused, k), {h.chunk_id: h for h in dense})
 
     def _named(self, query: str) -> list[frozenset[str]]:
         """The document sets of the publishers the query names (titles read again when the chunks change)."""

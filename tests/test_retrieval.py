@@ -415,23 +415,6 @@ def test_an_article_of_the_day_a_question_names_is_found_among_stronger_matches(
     assert "verge-ferry" in _sources(Retriever(svc.store, hash_embedder, fusion=fusion), question, 4)
 
 
-def test_passages_inside_the_best_documents_are_ranked_again(make_service, tmp_path, hash_embedder, monkeypatch):
-    svc = make_service(embedder=hash_embedder, chunking=ChunkingSettings(chunk_size=32, chunk_overlap=0))
-    svc.ingest(jsonl=_records(tmp_path, [
-        {"_id": "long", "text": " ".join(f"Ferry timetable note {i} about the ferry timetable." for i in range(30))},
-        {"_id": "short", "text": "The ferry timetable changes in May."},
-        {"_id": "other", "text": "Harbour cranes were repainted."},
-    ]))
-    # The second stage ranks the chunks of the best documents only (here the best one): the other
-    # documents' chunks that the first ranking let in give way to that document's next chunks.
-    monkeypatch.setattr("rag.retrieve.PASSAGE_DOCS", 1)
-    plain = Retriever(svc.store, hash_embedder, per_doc=2).search("ferry timetable", 4)
-    inside = Retriever(svc.store, hash_embedder, per_doc=0, passages=True).search("ferry timetable", 4)
-    assert {h.source for h in plain} >= {"long", "short"}
-    assert len(inside) == 4 and {h.source for h in inside} == {"long"}
-    assert all(svc.doc_text(h.doc_id)[h.start : h.end] == h.text for h in inside)
-
-
 def test_the_words_that_date_a_question_are_dropped_for_search():
     from rag.text import without_when_asked
 
