@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--k", default="5,10", help="comma list of cut-offs")
     ap.add_argument("--limit", type=int, default=None, help="the first N answerable questions")
     ap.add_argument("--methods", default="bm25,dense,hybrid,hybrid-uncleaned")
+    ap.add_argument("--around", type=int, default=0,
+                    help="also count the answer within this many characters either side of a chunk")
     args = ap.parse_args()
     set_offline_env()
     from rag.embedding import load_embedder
@@ -43,8 +45,9 @@ def main() -> None:
     data = datasets.load("realtimeqa_2026")
     items = [it for it in data.items if it.answerable][: args.limit]
     ks = [int(k) for k in args.k.split(",")]
-    docs = {rec["doc_id"]: datasets.normalise(store.document(rec["doc_id"])[0])  # type: ignore[index]
-            for rec in store.documents().values()}
+    raw = {rec["doc_id"]: store.document(rec["doc_id"])[0]  # type: ignore[index]
+           for rec in store.documents().values()}
+    docs = {d: datasets.normalise(t) for d, t in raw.items()}
 
     variants: dict[str, Callable[[str, int], list[Hit]]] = {
         "bm25": Retriever(store, embedder, mode="bm25").search,
@@ -53,11 +56,12 @@ def main() -> None:
         "hybrid-uncleaned": Retriever(store, embedder, clean_question=False).search,
     }
     print(f"{len(items)} answerable questions, {store.chunk_count()} chunks, {len(docs)} pages")
-    print(f"| method | {' | '.join(f'answer@{k} | page@{k}' for k in ks)} | p50 ms |")
-    print(f"|---|{'---|---|' * len(ks)}---|")
+    cols = ["answer", "page"] + ([f"±{args.around}"] if args.around else [])
+    print(f"| method | {' | '.join(f'{c}@{k}' for k in ks for c in cols)} | p50 ms |")
+    print(f"|---|{'---|' * len(cols) * len(ks)}---|")
     for name in args.methods.split(","):
         search = variants[name]
-        found = {k: [0, 0] for k in ks}
+        found = {k: [0, 0, 0] for k in ks}
         times = []
         for it in items:
             golds = [datasets.normalise(g) for g in datasets.gold_strings(it)]
@@ -68,7 +72,11 @@ def main() -> None:
                 top = hits[:k]
                 found[k][0] += any(datasets.contains(datasets.normalise(h.text), g) for h in top for g in golds)
                 found[k][1] += any(datasets.contains(docs.get(h.doc_id, ""), g) for h in top for g in golds)
-        cells = " | ".join(f"{found[k][0] / len(items):.3f} | {found[k][1] / len(items):.3f}" for k in ks)
+                if args.around:
+                    near = [datasets.normalise(raw[h.doc_id][max(0, h.start - args.around): h.end + args.around])
+                            for h in top if h.doc_id in raw]
+                    found[k][2] += any(datasets.contains(t, g) for t in near for g in golds)
+        cells = " | ".join(f"{found[k][i] / len(items):.3f}" for k in ks for i in range(len(cols)))
         print(f"| {name} | {cells} | {np.median(times) * 1000:.0f} |", flush=True)
 
 
