@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, help="index JSONL records instead ({_id, text, ...})")
     p.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-wait", dest="no_wait", action="store_true",
+                   help="exit 2 at once when another ingest into the index runs, instead of waiting for it")
 
     p = sub.add_parser("ask", parents=[common], help="answer a question (- reads questions from stdin)")
     p.add_argument("question")
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="the app and the HTTP API (docs/api.md)")
     p.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
+    p.add_argument("--watch", action="store_true", default=argparse.SUPPRESS,
+                   help="ingest files added, changed or removed in the corpus folder as it happens (RAG_WATCH=1)")
 
     p = sub.add_parser("eval", parents=[common], help="run the hand-labeled eval suite")
     p.add_argument("--json", action="store_true")
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _service(args: argparse.Namespace) -> Any:
     from rag.service import Service
 
-    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of")}
+    overrides = {k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of", "watch")}
     return Service(Settings.from_env(**overrides))
 
 
@@ -186,7 +190,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     svc = _service(args)
     if args.jsonl and args.paths:
         raise UsageError("give either paths or --jsonl, not both")
-    summary = svc.ingest(args.paths or None, jsonl=args.jsonl, rebuild=args.rebuild)
+    summary = svc.ingest(args.paths or None, jsonl=args.jsonl, rebuild=args.rebuild, wait=not args.no_wait,
+                         notify=lambda line: print(f"rag: {line}", file=sys.stderr, flush=True))
     for s in summary.skipped:
         print(f"rag: skipped {s.reason}", file=sys.stderr)
     print(json.dumps(summary.to_json()) if args.json else summary.line())

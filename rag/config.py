@@ -64,6 +64,8 @@ class Settings:
     top_k: int = 5
     # Only documents published on or before this date (YYYY-MM-DD) are retrieved; "" means no limit.
     as_of: str = ""
+    # `rag serve` ingests the corpus folder's changes as they happen (rag/watch.py); RAG_WATCH=1
+    watch: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -87,6 +89,8 @@ class Settings:
         for var, (name, conv) in mapping.items():
             if env.get(var):
                 values[name] = conv(env[var])
+        if env.get("RAG_WATCH"):  # a switch: 1, true, yes, on
+            values["watch"] = env["RAG_WATCH"].strip().lower() not in ("0", "false", "no", "off")
         for name, value in overrides.items():
             if value is not None:
                 values[name] = Path(value) if name in ("corpus", "index") else value
