@@ -1,0 +1,223 @@
+"""One index, many processes: a running `rag serve` follows what a separate `rag ingest` writes, ingests
+take turns through the index's lock, and a watched corpus folder is ingested as it changes.
+
+The scenario a user meets: the app open, a file in the corpus changed, `rag ingest` run from a terminal,
+and the next question must answer from the new text (then, once the file is removed, from nothing), on the
+embedded index and on a Chroma server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.cli import main as rag_main
+from rag.config import Settings
+from rag.errors import IngestRunning
+from rag.service import Service
+from tests.conftest import CORPUS, ROOT, SEED_SHELLS
+from tests.helpers import free_port, stop_process
+
+pytestmark = pytest.mark.integration
+
+FRESH = "harbour.txt"
+QUESTION = "Who is the new lighthouse keeper of the harbour of Veltrana?"
+VERSION_1 = ("The harbour of Veltrana reopened in March after the winter storms had closed it for six weeks. "
+             "The new lighthouse keeper of the harbour of Veltrana is Orsolya Brandt, who came from the "
+             "northern islands.\n")
+VERSION_2 = VERSION_1.replace("Orsolya Brandt", "Tamsin Okafor")
+SHELLS = "How many artillery shells has North Korea sent to Russia?"
+ANSWER_TIMEOUT = 300  # one extractive answer on a busy 2-core machine
+
+
+def _env(corpus: Path, index: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAG_CHROMA_URL", "RAG_COLLECTION", "RAG_AUTH", "RAG_API_KEYS", "RAG_WATCH")}
+    env.update(RAG_CORPUS=str(corpus), RAG_INDEX=str(index), RAG_ANSWERER="extractive", **extra)
+    return env
+
+
+def start_serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`rag serve` in its own process on a free loopback port; returns it and its base URL once /healthz answers."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *args], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # an empty index is filled from the corpus before the server listens
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"rag serve exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.5)
+    stop_process(proc, 10)
+    pytest.fail(f"rag serve did not answer /healthz: {log.read_text(errors='replace')[-2000:]}")
+
+
+def rag_ingest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`rag ingest` as a separate process, the way a user runs it from a terminal."""
+    return subprocess.run([sys.executable, "-m", "rag.cli", "ingest", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+
+
+def ask(base: str, question: str) -> dict[str, Any]:
+    r = httpx.post(f"{base}/v1/ask", json={"question": question}, timeout=ANSWER_TIMEOUT)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def check_citations(got: dict[str, Any], corpus: Path) -> None:
+    """Every quote is the exact span of the file as it is now."""
+    for c in got["citations"]:
+        assert (corpus / c["source"]).read_text(encoding="utf-8")[c["start"] : c["end"]] == c["quote"], c
+
+
+@pytest.mark.slow
+def test_a_running_app_answers_from_what_another_process_ingested(tmp_path, backend):
+    """The issue's scenario: `rag serve` running, the corpus changed and `rag ingest` run beside it."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in os.listdir(CORPUS):
+        (corpus / name).write_bytes((CORPUS / name).read_bytes())
+    extra = {"RAG_CHROMA_URL": backend["chroma_url"], "RAG_COLLECTION": backend["collection"]} if backend else {}
+    env = _env(corpus, tmp_path / "index", **extra)
+    proc, base = start_serve(env, tmp_path / "serve.log")
+    try:
+        before = ask(base, QUESTION)
+        assert not any(c["source"] == FRESH for c in before["citations"])
+
+        (corpus / FRESH).write_text(VERSION_1, encoding="utf-8")
+        done = rag_ingest(env)
+        assert done.returncode == 0 and "added 1" in done.stdout, done.stderr
+        got = ask(base, QUESTION)
+        assert "Orsolya Brandt" in got["answer"] and any(c["source"] == FRESH for c in got["citations"]), got
+        check_citations(got, corpus)
+
+        (corpus / FRESH).write_text(VERSION_2, encoding="utf-8")
+        done = rag_ingest(env)
+        assert done.returncode == 0 and "updated 1" in done.stdout, done.stderr
+        got = ask(base, QUESTION)
+        assert "Tamsin Okafor" in got["answer"] and "Orsolya" not in got["answer"], got
+        check_citations(got, corpus)
+        hits = httpx.get(f"{base}/v1/search", params={"q": "lighthouse keeper Orsolya Brandt", "k": 5},
+                         timeout=ANSWER_TIMEOUT).json()["hits"]
+        assert all("Orsolya" not in h["text"] for h in hits), hits
+
+        (corpus / FRESH).unlink()
+        done = rag_ingest(env)
+        assert done.returncode == 0 and "removed 1" in done.stdout, done.stderr
+        got = ask(base, QUESTION)
+        assert not any(c["source"] == FRESH for c in got["citations"]), got
+        assert "Tamsin" not in got["answer"], got
+        check_citations(got, corpus)
+        stats = httpx.get(f"{base}/v1/stats", timeout=60).json()
+        assert stats["documents"] == 2
+
+        # A document the app had loaded when it started, removed by the other process: dense search too
+        # must stop finding it (an embedded Chroma client never reloads its vectors by itself).
+        (corpus / SEED_SHELLS).unlink()
+        done = rag_ingest(env)
+        assert done.returncode == 0 and "removed 1" in done.stdout, done.stderr
+        hits = httpx.get(f"{base}/v1/search", params={"q": SHELLS, "k": 10}, timeout=ANSWER_TIMEOUT).json()["hits"]
+        assert hits and all(h["source"] != SEED_SHELLS for h in hits), [h["source"] for h in hits]
+        got = ask(base, SHELLS)
+        assert all(c["source"] != SEED_SHELLS for c in got["citations"]), got
+        check_citations(got, corpus)
+    finally:
+        stop_process(proc, 30)
+
+
+# --- the writer lock ------------------------------------------------------------------------------------
+HOLD = """
+import sys, time
+from pathlib import Path
+from rag.config import Settings
+from rag.store import Store
+store = Store(Settings.from_env(env={}, index=Path(sys.argv[1])))
+with store.lock().hold():
+    print("held", flush=True)
+    if sys.argv[2] == "die":
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold(index: Path, how: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(index), how], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _service(corpus: Path, index: Path, embedder: Any) -> Service:
+    return Service(Settings.from_env(env={}, corpus=corpus, index=index, answerer="extractive", embed_model="hash"),
+                   embedder=embedder)
+
+
+def test_a_second_ingest_with_no_wait_exits_2_naming_the_holder(tmp_path, corpus_copy, capsys):
+    index = tmp_path / "index"
+    holder = _hold(index, "60")
+    try:
+        code = rag_main(["ingest", "--no-wait", "--corpus", str(corpus_copy), "--index", str(index)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"another ingest into {index} is running, started" in err, err
+        assert f"by PID {holder.pid}" in err and "s ago" in err and "--no-wait" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_ingest_waits_saying_for_whom_then_runs(tmp_path, corpus_copy, hash_embedder):
+    index = tmp_path / "index"
+    holder = _hold(index, "2")
+    lines: list[str] = []
+    t0 = time.monotonic()
+    summary = _service(corpus_copy, index, hash_embedder).ingest(notify=lines.append)
+    waited = time.monotonic() - t0
+    holder.wait()
+    assert summary.added == 2 and waited > 1.0
+    assert lines and lines[0].startswith("waiting for another ingest into"), lines
+    assert f"ago by PID {holder.pid}" in lines[0], lines
+
+
+def test_a_lock_left_by_a_killed_ingest_is_cleared(tmp_path, corpus_copy, hash_embedder):
+    index = tmp_path / "index"
+    holder = _hold(index, "die")
+    holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    lines: list[str] = []
+    svc = _service(corpus_copy, index, hash_embedder)
+    summary = svc.ingest(wait=False, notify=lines.append)  # the dead holder's lock does not count as held
+    assert summary.added == 2
+    assert any(f"left by PID {holder.pid}" in line and "cleared" in line for line in lines), lines
+    assert svc.store.lock().holder() == {}  # released cleanly this time
+
+
+def test_readers_do_not_wait_for_the_lock(tmp_path, corpus_copy, hash_embedder):
+    index = tmp_path / "index"
+    svc = _service(corpus_copy, index, hash_embedder)
+    svc.ingest()
+    holder = _hold(index, "60")
+    try:
+        t0 = time.monotonic()
+        assert svc.search("artillery shells", 3)
+        assert svc.stats()["documents"] == 2
+        assert time.monotonic() - t0 < 10
+        with pytest.raises(IngestRunning, match=f"PID {holder.pid}"):
+            svc.ingest(wait=False)
+    finally:
+        holder.kill()
+        holder.wait()
