@@ -34,6 +34,7 @@ class Watcher:
         self.debounce_ms = debounce_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._count = 0
 
     def start(self) -> Watcher:
         corpus = self.service.settings.corpus
@@ -63,7 +64,8 @@ class Watcher:
     def sync(self, trigger: str) -> dict[str, Any]:
         """Ingest the corpus folder now; records and returns the outcome (never raises)."""
         t0 = time.perf_counter()
-        record: dict[str, Any] = {"trigger": trigger, "corpus": str(self.service.settings.corpus)}
+        self._count += 1
+        record: dict[str, Any] = {"n": self._count, "trigger": trigger, "corpus": str(self.service.settings.corpus)}
         try:
             summary = self.service.ingest(
                 notify=lambda line: print(f"rag: watch: {line}", file=sys.stderr, flush=True))

@@ -221,3 +221,43 @@ def test_readers_do_not_wait_for_the_lock(tmp_path, corpus_copy, hash_embedder):
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- watching the corpus folder -------------------------------------------------------------------------
+def _sync_after(base: str, since: int, timeout: float = 30.0) -> dict[str, Any]:
+    """The watcher's first sync record (from /v1/stats) after the `since`-th."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sync = httpx.get(f"{base}/v1/stats", timeout=30).json().get("sync")
+        if sync and sync["n"] > since:
+            return sync
+        time.sleep(0.2)
+    pytest.fail(f"no sync within {timeout} s")
+
+
+def test_a_watched_folder_is_ingested_as_it_changes(make_service, corpus_copy, hash_embedder):
+    from tests.helpers import running_app
+    from ui.render import sync_html
+
+    svc = make_service(corpus_copy, embedder=hash_embedder, embed_model="hash", watch=True)
+    with running_app(svc) as url:
+        base = url.rstrip("/")
+        first = _sync_after(base, 0)
+        assert first["trigger"] == "start" and first["error"] is None
+        t0 = time.monotonic()
+        (corpus_copy / FRESH).write_text(VERSION_1, encoding="utf-8")
+        (corpus_copy / "broken.txt").write_bytes(b"\x00\x01\x02 not text \xff\xfe")
+        added = _sync_after(base, first["n"])
+        if added["added"] == 0:  # the two files landed in two batches
+            added = _sync_after(base, added["n"])
+        took = time.monotonic() - t0
+        assert added["added"] == 1 and added["error"] is None, added
+        assert [s["path"] for s in added["skipped"]] == ["broken.txt"] and added["skipped"][0]["reason"], added
+        assert took < 15, took
+        assert any(h.source == FRESH for h in svc.search("lighthouse keeper Veltrana", 3))
+        html = sync_html(added)
+        assert "broken.txt" in html and "1 added" in html
+        (corpus_copy / FRESH).unlink()
+        removed = _sync_after(base, added["n"])
+        assert removed["removed"] == 1, removed
+        assert FRESH not in {d["source"] for d in svc.documents()}
