@@ -153,12 +153,25 @@ class Service:
             self._generation = generation
 
     def doc_text(self, doc_id: str) -> str:
-        if doc_id not in self._texts:
+        text = self._texts.get(doc_id)  # read once: another thread's `_follow` may clear the cache
+        if text is None:
             got = self.store.document(doc_id)
             if got is None:
                 raise NotFound(f"no document {doc_id!r} in the index; `rag stats` lists what is there")
-            self._texts[doc_id] = got[0]
-        return self._texts[doc_id]
+            text = self._texts[doc_id] = got[0]
+        return text
+
+    def _texts_of_one_answer(self) -> Callable[[str], str]:
+        """`doc_text` for one answer: a text it has read stays the same for the rest of that answer (its
+        quotes and its receipt), even if another process removes the document meanwhile."""
+        seen: dict[str, str] = {}
+
+        def text(doc_id: str) -> str:
+            if doc_id not in seen:
+                seen[doc_id] = self.doc_text(doc_id)
+            return seen[doc_id]
+
+        return text
 
     def search(self, query: str, k: int | float | None = None, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks; `as_of` (default: the setting) keeps documents published by that date."""
@@ -207,9 +220,10 @@ class Service:
             k = getattr(self.answerer, "retrieve_k", None)
         for attempt in range(1, ANSWER_ATTEMPTS + 1):
             generation = self.store.generation()
+            doc_text = self._texts_of_one_answer()
             done: Any = None
             try:
-                for kind, value in self._answer(question, k, stream=attempt == 1):
+                for kind, value in self._answer(question, k, doc_text, stream=attempt == 1):
                     if kind == "done":
                         done = value
                     else:
@@ -245,10 +259,11 @@ class Service:
             "first_token_ms": round(((first or t2) - t0) * 1000),
         }
         ans.receipt = make_receipt(ans, build=self.store.build_info(), answerer=self.answerer,
-                                   settings=self.settings, doc_text=self.doc_text)
+                                   settings=self.settings, doc_text=doc_text)
         yield "answer", ans
 
-    def _answer(self, question: str, k: int | None, *, stream: bool) -> Iterator[tuple[str, Any]]:
+    def _answer(self, question: str, k: int | None, doc_text: Callable[[str], str], *,
+                stream: bool) -> Iterator[tuple[str, Any]]:
         """One retrieval and one answer: ("delta", text) events, then ("done", (answer, hits, t, first))."""
         hits = self.search(question, k)
         t1 = time.perf_counter()
@@ -259,9 +274,9 @@ class Service:
             ans = abstain(question)
             ans.trace = {"refusal_reason": "nothing was retrieved for the question"}
         elif streamer is None:
-            ans = self.answerer.answer(question, hits, self.doc_text)
+            ans = self.answerer.answer(question, hits, doc_text)
         else:
-            for kind, value in streamer(question, hits, self.doc_text):
+            for kind, value in streamer(question, hits, doc_text):
                 if kind == "answer":
                     ans = value
                 else:

@@ -467,10 +467,19 @@ class Store:
 
         if self.chunk_count() == 0:
             return []
-        res = self.vector_store.query(
-            VectorStoreQuery(query_embedding=embedding, similarity_top_k=k),
-            where=where or None,
-        )
-        # ChromaVectorStore rebuilds the TextNodes `add` wrote
+        question = VectorStoreQuery(query_embedding=embedding, similarity_top_k=k)
+        try:
+            res = self.vector_store.query(question, where=where or None)
+        except Exception:
+            if self.settings.chroma_url:
+                raise
+            # An embedded vector index loaded before another process deleted chunks can name ids whose
+            # records are gone ("Error finding id"): open the index again and ask once more.
+            with self._reopen_lock:
+                self._reopen()
+            res = self.vector_store.query(question, where=where or None)
+        # ChromaVectorStore rebuilds the TextNodes `add` wrote; a chunk deleted by another process since
+        # this one loaded its vectors comes back without its record, and is left out
         return [_hit(cast("TextNode", found), float(sim))
-                for found, sim in zip(res.nodes or [], res.similarities or [], strict=False)]
+                for found, sim in zip(res.nodes or [], res.similarities or [], strict=False)
+                if found.metadata.get("doc_id")]
