@@ -3,8 +3,9 @@
 A `rag serve` (embedded Chroma, extractive answers) runs over a folder of 200 short documents, each
 stating one fact ("The code word of station 17 is plovrak."). Beside it, rounds of `rag ingest` run as
 separate processes, each after adding, editing and deleting documents in the folder; one round's ingest
-is killed with SIGKILL once it has written its first documents, and the next run finishes its work. Meanwhile 10 clients ask about the stations,
-half through the app (gradio_client, `/ask`) and half through the HTTP API (`POST /v1/ask`).
+is killed with SIGKILL once it has written its first documents, and the next run finishes its work.
+Meanwhile 10 clients ask about the stations, half through the app (gradio_client, `/ask`) and half through
+the HTTP API (`POST /v1/ask`).
 
 Checked: no request fails; every citation quotes exactly the text of a version of its document that was
 written (document ids are content hashes, so the id names the text); no answer that started after an
