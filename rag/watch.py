@@ -1,12 +1,14 @@
 """Watching the corpus folder (`rag serve --watch`, `RAG_WATCH=1`): what is added, changed or removed there
 is ingested within a few seconds.
 
-watchfiles (the file watcher uvicorn brings, on inotify) reports changes in batches: it waits until the
-folder has been quiet for DEBOUNCE_MS, so a copy of 100 files or an editor's save-and-rename is one batch
-and one ingest. Each batch runs the ordinary incremental ingest of the whole folder (unchanged files cost a
-read and a hash), under the index's writer lock like any other ingest, so a `rag ingest` from a terminal
-and the watcher take turns. The outcome of the last sync (when, what changed, the files skipped and why,
-or the error) is `Service.last_sync`, which `/v1/stats` and the Documents tab show.
+watchfiles (the file watcher uvicorn brings, on inotify) reports changes in batches: a batch ends when the
+folder has been quiet for QUIET_MS (or after DEBOUNCE_MS of steady changes), so a copy of 100 files or an
+editor's save-and-rename is one batch and one ingest. A file still being written when its batch is ingested
+changes again, and the next batch ingests it whole. Each batch runs the ordinary incremental ingest of the
+whole folder (unchanged files cost a read and a hash), under the index's writer lock like any other ingest,
+so a `rag ingest` from a terminal and the watcher take turns. The outcome of the last sync (when, what
+changed, the files skipped and why, or the error) is `Service.last_sync`, which `/v1/stats` and the
+Documents tab show.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from rag.errors import RagError
 if TYPE_CHECKING:
     from rag.service import Service
 
-DEBOUNCE_MS = 1000  # quiet time before a batch of changes is ingested
-STEP_MS = 100  # how often the watcher looks for more changes while debouncing
+QUIET_MS = 500  # a batch of changes is ingested once the folder has been quiet this long
+DEBOUNCE_MS = 5000  # ... or once changes have kept coming for this long
 
 
 class Watcher:
@@ -55,7 +57,7 @@ class Watcher:
 
         self.sync("start")  # what changed while nothing was watching
         for changes in watchfiles.watch(self.service.settings.corpus, debounce=self.debounce_ms,
-                                        step=STEP_MS, stop_event=self._stop, raise_interrupt=False,
+                                        step=QUIET_MS, stop_event=self._stop, raise_interrupt=False,
                                         yield_on_timeout=False):
             if self._stop.is_set():
                 return

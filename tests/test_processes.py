@@ -253,6 +253,7 @@ def test_a_watched_folder_is_ingested_as_it_changes(make_service, corpus_copy, h
         took = time.monotonic() - t0
         assert added["added"] == 1 and added["error"] is None, added
         assert [s["path"] for s in added["skipped"]] == ["broken.txt"] and added["skipped"][0]["reason"], added
+        print(f"\nwatch: a new file ingested {took:.1f} s after it was written")
         assert took < 15, took
         assert any(h.source == FRESH for h in svc.search("lighthouse keeper Veltrana", 3))
         html = sync_html(added)
