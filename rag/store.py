@@ -260,14 +260,17 @@ class Store:
         """The generation stamp now; with an embedded index that another process wrote since this one
         looked, the index is opened again first. Why: Chroma's embedded client loads the vector index once
         per process and never reloads it, so without this dense search would go on missing what another
-        process added and returning chunks it deleted (measured: counts and `get` follow, `query` not)."""
+        process added and returning chunks it deleted (measured: counts and `get` follow, `query` not).
+        On a server the collections are looked up again (a `--rebuild` elsewhere replaces them)."""
         stamp = self.generation()
-        if stamp != self._view and not self.settings.chroma_url:
+        if stamp != self._view:
             with self._reopen_lock:
                 if stamp != self._view:
-                    self._reopen()
+                    if self.settings.chroma_url:
+                        self._open()  # a `--rebuild` elsewhere replaced the collections
+                    else:
+                        self._reopen()
                     self._view = stamp
-        self._view = stamp
         return stamp
 
     def _reopen(self) -> None:

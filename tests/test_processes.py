@@ -262,3 +262,35 @@ def test_a_watched_folder_is_ingested_as_it_changes(make_service, corpus_copy, h
         removed = _sync_after(base, added["n"])
         assert removed["removed"] == 1, removed
         assert FRESH not in {d["source"] for d in svc.documents()}
+
+
+# --- an answer cites what is stored ---------------------------------------------------------------------
+class _CitesFirstHit:
+    """An answerer that quotes the first hit, and the first time also removes that document, the way
+    another process's ingest could while the answer is being written."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.calls = store, 0
+
+    def answer(self, question: str, hits: list[Any], doc_text: Any) -> Any:
+        from rag.types import Answer, Citation
+
+        self.calls += 1
+        h = hits[0]
+        quote = doc_text(h.doc_id)[h.start : h.end]
+        if self.calls == 1:
+            self.store.delete_document(h.doc_id)  # gone before the answer is handed back
+        return Answer(question, "It says so [1].", False, [Citation(1, h.doc_id, h.chunk_id, h.source, h.title,
+                                                                      h.start, h.end, quote)])
+
+
+def test_an_answer_citing_a_document_removed_meanwhile_is_written_again(make_service, corpus_copy, hash_embedder):
+    svc = make_service(corpus_copy, embedder=hash_embedder, embed_model="hash")
+    svc.ingest()
+    fake = _CitesFirstHit(svc.store)
+    svc._answerer = fake
+    ans = svc.ask("How many artillery shells has North Korea sent to Russia?")
+    assert fake.calls == 2 and ans.trace["attempts"] == 2
+    (cited,) = ans.citations
+    assert svc.store.stored([cited.doc_id]) == {cited.doc_id}
+    assert svc.doc_text(cited.doc_id)[cited.start : cited.end] == cited.quote
