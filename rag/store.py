@@ -175,6 +175,25 @@ def _hit(node: TextNode, score: float) -> Hit:
     )
 
 
+class _LockRecord:
+    """The writer lock's record on a Chroma server (rag/locks.py's SharedRecord): one record in a
+    `<name>-lock` collection, so that machines sharing the server take turns too."""
+
+    def __init__(self, client: Any, collection: str, url: str) -> None:
+        self.col = _Guarded(client.get_or_create_collection(f"{collection}-lock", embedding_function=None), url)
+
+    def read(self) -> dict[str, Any]:
+        got = self.col.get(ids=["lock"], include=["metadatas"])
+        return dict(got["metadatas"][0] or {}) if got["ids"] else {}
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.col.upsert(ids=["lock"], embeddings=[DOC_VECTOR], documents=[""], metadatas=[_clean_meta(record)])
+
+    def clear(self, token: str) -> None:
+        if self.read().get("token") == token:
+            self.col.delete(ids=["lock"])
+
+
 class Store:
     """Chunks and documents in Chroma; the only module that talks to it."""
 
@@ -333,7 +352,8 @@ class Store:
                 label = str(s.index.resolve().relative_to(Path.cwd()))
             except ValueError:
                 label = str(s.index)
-        return IngestLock(s.index / f"ingest-{local_name(s.collection, s.chroma_url)}.lock", label)
+        shared = _LockRecord(self.client, s.collection, s.chroma_url) if s.chroma_url else None
+        return IngestLock(s.index / f"ingest-{local_name(s.collection, s.chroma_url)}.lock", label, shared)
 
     # --- documents ------------------------------------------------------------------------------
     def documents(self, *, state: str | None = "done") -> dict[str, dict[str, Any]]:

@@ -294,3 +294,46 @@ def test_an_answer_citing_a_document_removed_meanwhile_is_written_again(make_ser
     (cited,) = ans.citations
     assert svc.store.stored([cited.doc_id]) == {cited.doc_id}
     assert svc.doc_text(cited.doc_id)[cited.start : cited.end] == cited.quote
+
+
+def test_machines_sharing_a_chroma_server_take_turns(chroma_server, tmp_path, corpus_copy, hash_embedder):
+    """Two clients with their own index folders (as on two machines) and one server: the lock record on the
+    server makes the second wait or, with --no-wait, refuse; a record left silent by a dead holder is cleared."""
+    import threading
+    import uuid
+
+    from rag.store import _LockRecord
+
+    collection = f"t-{uuid.uuid4().hex[:12]}"
+
+    def client(name: str) -> Service:
+        return Service(Settings.from_env(env={}, corpus=corpus_copy, index=tmp_path / name, answerer="extractive",
+                                         embed_model="hash", chroma_url=chroma_server, collection=collection),
+                       embedder=hash_embedder)
+
+    first, second = client("machine-a"), client("machine-b")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with first.store.lock().hold():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(IngestRunning, match=f"collection '{collection}' on {chroma_server} is running"):
+            second.ingest(wait=False)
+        lines: list[str] = []
+        threading.Timer(1.5, release.set).start()
+        assert second.ingest(notify=lines.append).added == 2
+        assert lines and lines[0].startswith("waiting for another ingest into collection"), lines
+    finally:
+        release.set()
+        t.join(30)
+    _LockRecord(second.store.client, collection, chroma_server).write(
+        {"pid": 999999, "host": "elsewhere", "started": time.time() - 120, "beat": time.time() - 60, "token": "x"})
+    lines = []
+    assert second.ingest(wait=False, notify=lines.append).unchanged == 2
+    assert any("left by PID 999999 on elsewhere, silent for" in line for line in lines), lines
