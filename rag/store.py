@@ -49,7 +49,11 @@ if TYPE_CHECKING:
 DOC_VECTOR = [1.0]
 FETCH_BATCH = 2000  # chunks read from Chroma per call
 _WRITES = itertools.count()
-RETIRE_SECONDS = 60.0  # an embedded client replaced by a reopen is stopped after this (see Store._reopen)
+# An embedded client replaced by a reopen (Store._reopen) is stopped at a later reopen once it is this old,
+# or when more than MAX_RETIRED wait: each holds its own copy of the vector index (about 40 MB at 20,000
+# chunks, freed when stopped), while a search that was using it needs it for well under a second.
+RETIRE_SECONDS = 5.0
+MAX_RETIRED = 2
 
 
 def local_name(collection: str, chroma_url: str = "") -> str:
@@ -294,8 +298,8 @@ class Store:
 
     def _reopen(self) -> None:
         """A new embedded client and collections for the same folder. The old client is only dropped from
-        Chroma's per-process cache, not stopped: a search of another thread may be using it. Systems
-        replaced over RETIRE_SECONDS ago are stopped."""
+        Chroma's per-process cache, not stopped at once: a search of another thread may be using it (see
+        RETIRE_SECONDS)."""
         from chromadb.api.shared_system_client import SharedSystemClient
 
         identifier = str(getattr(self.client, "_identifier", "") or "")
@@ -306,7 +310,8 @@ class Store:
         now = time.monotonic()
         if old is not None:
             self._retired.append((now, old))
-        for when, system in [r for r in self._retired if now - r[0] > RETIRE_SECONDS]:
+        for when, system in [r for i, r in enumerate(self._retired)
+                             if now - r[0] > RETIRE_SECONDS or i < len(self._retired) - MAX_RETIRED]:
             self._retired.remove((when, system))
             try:
                 system.stop()
