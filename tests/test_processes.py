@@ -23,7 +23,7 @@ from rag.cli import main as rag_main
 from rag.config import Settings
 from rag.errors import IngestRunning
 from rag.service import Service
-from tests.conftest import CORPUS, ROOT, SEED_SHELLS
+from tests.conftest import CORPUS, ROOT, SEED_SHELLS, SEED_TROOPS
 from tests.helpers import free_port, stop_process
 
 pytestmark = pytest.mark.integration
@@ -134,6 +134,14 @@ def test_a_running_app_answers_from_what_another_process_ingested(tmp_path, back
         got = ask(base, SHELLS)
         assert all(c["source"] != SEED_SHELLS for c in got["citations"]), got
         check_citations(got, corpus)
+
+        # `--rebuild` elsewhere drops and recreates the collections under the running app
+        done = rag_ingest(env, "--rebuild")
+        assert done.returncode == 0 and "added 1" in done.stdout, done.stderr
+        got = ask(base, SHELLS)
+        assert got["citations"] and all(c["source"] == SEED_TROOPS for c in got["citations"]), got
+        check_citations(got, corpus)
+        assert httpx.get(f"{base}/v1/stats", timeout=60).json()["documents"] == 1
     finally:
         stop_process(proc, 30)
 
