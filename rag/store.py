@@ -10,6 +10,11 @@ A document is written in three steps: its record as `pending`, its chunks, then 
 A crash leaves at most a `pending` record, whose chunks the next ingest removes before anything else.
 Ingest writes documents in groups (`add_documents`), each step once for the whole group.
 
+Several processes (docs/limits.md#several-processes): every write moves a generation stamp (`generation`),
+which readers compare per request (`follow`: an embedded index is opened again when another process wrote,
+since Chroma's embedded client never reloads its vectors); writers hold `lock()` (rag/locks.py), with its
+record on the server too when there is one (`<name>-lock`).
+
 Where things live: with `RAG_CHROMA_URL` both collections, and so the build info, are on the server
 (`chromadb.HttpClient`, the same code path as the embedded `PersistentClient`). A server that stops
 answering is retried briefly, then reported in one line (BackendUnavailable).
