@@ -1,29 +1,36 @@
 """The keyword side of retrieval: BM25 (bm25s) over the same chunks as the Chroma index.
 
-Chroma is the source of truth; this index is derived data. It lives in the local index folder,
-`<RAG_INDEX>/bm25-<collection>/` (also when the vectors are on a Chroma server), as `state.npz`: every
-chunk's id, document id, publish date and word tokens, with a fingerprint of the chunk ids it was built
-from. On load, and whenever the chunk count in Chroma changes or ingest says it wrote something, the index
-compares that fingerprint with Chroma's chunk ids: it tokenizes only the chunks Chroma gained, drops the
-ones Chroma lost, re-indexes (bm25s indexes tokens in about a second per 10,000 chunks) and saves. So an
-incremental ingest (add, replace, delete), another process writing to the same Chroma, or a deleted or
-stale file all end in the same state, and no ingest code has to know about BM25.
+Chroma is the source of truth; this index is derived data, read through the store's small chunk interface
+(`ChunkSource`: counts, ids, hits by id, the generation stamp), never through Chroma itself. It lives in the
+local index folder, `<RAG_INDEX>/bm25-<collection>/` (also when the vectors are on a Chroma server), as
+`state.npz`: every chunk's id, document id, publish date and word tokens, with a fingerprint of the chunk
+ids it was built from. On load, and whenever the store's generation stamp moves (any process wrote), the
+chunk count changes or ingest says it wrote something, the index compares that fingerprint with the
+store's chunk ids: it tokenizes only the chunks the store gained, drops the ones it lost, re-indexes
+(bm25s indexes tokens in about a second per 10,000 chunks) and saves. So an incremental ingest (add,
+replace, delete), another process writing to the same index, or a deleted or stale file all end in the
+same state, and no ingest code has to know about BM25.
+
+Searches running in other threads keep reading the state they started with: `synced()` returns an updated
+copy and leaves the index it was called on as it was.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from rag.text import WORD, terms
 from rag.text import normalise_date as normalise_date  # rag/retrieve.py imports it from here
+from rag.types import Hit
 
-FETCH_BATCH = 2000
 TITLES = True
 # Changes to what is indexed change this, so that state files written before are rebuilt (v3: impossible
 # publish dates are stored as none, where v2 kept them and every dated search failed on them; v4: web
@@ -32,6 +39,18 @@ FORMAT = "v4-no-urls"
 # Another process may replace a document without changing the chunk count; the full id comparison
 # (a few hundred ms at 30,000 chunks) runs at most this often to notice.
 FULL_CHECK_SECONDS = 60.0
+
+
+class ChunkSource(Protocol):
+    """What BM25 needs of the store (rag/store.py's Store is one)."""
+
+    def chunk_count(self) -> int: ...
+
+    def chunk_ids(self, doc_id: str | None = None) -> list[str]: ...
+
+    def hits(self, ids: list[str]) -> dict[str, Hit]: ...
+
+    def generation(self) -> str: ...
 
 
 def fingerprint(ids: list[str]) -> str:
@@ -50,10 +69,10 @@ def _format() -> str:
 class BM25Index:
     """BM25 scores for every chunk of a Chroma collection, kept in step with it."""
 
-    def __init__(self, folder: Path | None, chunks: Any) -> None:
-        """`chunks` is the Chroma chunk collection; `folder` (None: in memory only) holds the state."""
+    def __init__(self, folder: Path | None, store: ChunkSource) -> None:
+        """`store` holds the chunks; `folder` (None: in memory only) holds the state."""
         self.folder = folder
-        self.chunks = chunks
+        self.store = store
         self.ids: list[str] = []
         self.doc_ids: list[str] = []
         self.dates: np.ndarray = np.array([], dtype="<U10")
@@ -65,6 +84,7 @@ class BM25Index:
         self.print = ""
         self._bm25: Any = None
         self._seen_count = -1
+        self._seen_generation: str | None = None
         self._checked = 0.0
         self._load()
         self.sync()
@@ -98,23 +118,42 @@ class BM25Index:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(t) for t in self.tokens])
         flat = np.array([w for t in self.tokens for w in t], dtype=str)
-        tmp = self.path.with_name("state.tmp.npz")  # written whole, then renamed: never half a file
+        # written whole, then renamed: never half a file (named per process: several may save at once)
+        tmp = self.path.with_name(f"state.{os.getpid()}.tmp.npz")
         np.savez(tmp, ids=np.array(self.ids, dtype=str), doc_ids=np.array(self.doc_ids, dtype=str),
                  dates=self.dates, flat=flat, offsets=offsets, fingerprint=np.array(self.print))
         tmp.replace(self.path)
 
     # --- keeping in step with Chroma ----------------------------------------------------------------
-    def sync(self, *, force: bool = False) -> bool:
-        """Bring the index in line with Chroma's chunks; True when something changed.
-
-        Cheap when nothing happened: the chunk count is compared on every call, the full id list when
-        the count differs, on first use, once a minute, or with `force` (ingest calls that after writing)."""
-        count = int(self.chunks.count())
+    def stale(self) -> bool:
+        """Whether the store may hold other chunks than this index: its generation stamp moved, its chunk
+        count differs, or the last full comparison is over FULL_CHECK_SECONDS old."""
         recent = time.monotonic() - self._checked < FULL_CHECK_SECONDS
-        if not force and recent and self._seen_count == count and count == len(self.ids):
+        if not recent or self.store.generation() != self._seen_generation:
+            return True
+        count = self.store.chunk_count()
+        return not (self._seen_count == count == len(self.ids))
+
+    def synced(self) -> BM25Index:
+        """This index when it is in step with the store, else an updated copy (this one stays as it was,
+        for the searches that are reading it)."""
+        if not self.stale():
+            return self
+        new = copy.copy(self)
+        new.sync(force=True)
+        return new
+
+    def sync(self, *, force: bool = False) -> bool:
+        """Bring the index in line with the store's chunks; True when something changed.
+
+        Cheap when nothing happened: the generation stamp and the chunk count are compared on every call,
+        the full id list when either moved, on first use, once a minute, or with `force`."""
+        if not force and not self.stale():
             return False
-        ids = self._chroma_ids()
-        self._seen_count = count
+        generation = self.store.generation()  # read first: a write after it moves it again
+        ids = self.store.chunk_ids()
+        self._seen_count = len(ids)
+        self._seen_generation = generation
         self._checked = time.monotonic()
         fp = fingerprint(ids)
         if fp == self.print and len(ids) == len(self.ids):
@@ -122,34 +161,24 @@ class BM25Index:
         keep = set(ids)
         rows = [i for i, cid in enumerate(self.ids) if cid in keep]
         have = {self.ids[i] for i in rows}
-        self.ids = [self.ids[i] for i in rows]
-        self.doc_ids = [self.doc_ids[i] for i in rows]
-        self.tokens = [self.tokens[i] for i in rows]
-        dates = [str(self.dates[i]) for i in rows]
-        new = [cid for cid in ids if cid not in have]
-        for start in range(0, len(new), FETCH_BATCH):
-            got = self.chunks.get(ids=new[start : start + FETCH_BATCH], include=["documents", "metadatas"])
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                meta = meta or {}
-                self.ids.append(cid)
-                self.doc_ids.append(str(meta.get("doc_id", "")))
-                dates.append(normalise_date(str(meta.get("publish_date") or "")))
-                # The title counts as words of every chunk of its document: a question names a story by
-                # its subject, which often only the headline states (MultiHop-RAG, docs/retrieval.md#goals).
-                title = str(meta.get("title") or "") if TITLES else ""
-                self.tokens.append(terms(f"{title}\n{text or ''}"))
+        ids_, doc_ids = [self.ids[i] for i in rows], [self.doc_ids[i] for i in rows]
+        tokens, dates = [self.tokens[i] for i in rows], [str(self.dates[i]) for i in rows]
+        got = self.store.hits([cid for cid in ids if cid not in have])
+        for cid, hit in got.items():
+            ids_.append(cid)
+            doc_ids.append(hit.doc_id)
+            dates.append(normalise_date(hit.publish_date or ""))
+            # The title counts as words of every chunk of its document: a question names a story by
+            # its subject, which often only the headline states (MultiHop-RAG, docs/retrieval.md#goals).
+            title = hit.title or "" if TITLES else ""
+            tokens.append(terms(f"{title}\n{hit.text or ''}"))
+        self.ids, self.doc_ids, self.tokens = ids_, doc_ids, tokens
         self.dates = np.array(dates, dtype="<U10")
-        self.print = fp
+        # chunks deleted between listing and reading are left out, so the print is of what is indexed
+        self.print = fp if len(got) + len(rows) == len(ids) else fingerprint(ids_)
         self._index()
         self._save()
         return True
-
-    def _chroma_ids(self) -> list[str]:
-        ids: list[str] = []
-        total = int(self.chunks.count())
-        for offset in range(0, total, 10 * FETCH_BATCH):
-            ids.extend(self.chunks.get(include=[], limit=10 * FETCH_BATCH, offset=offset)["ids"])
-        return ids
 
     def _index(self) -> None:
         import bm25s

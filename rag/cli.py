@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, help="index JSONL records instead ({_id, text, ...})")
     p.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-wait", dest="no_wait", action="store_true",
+                   help="exit 2 at once when another ingest into the index runs, instead of waiting for it")
 
     p = sub.add_parser("ask", parents=[common], help="answer a question (- reads questions from stdin)")
     p.add_argument("question")
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="the app and the HTTP API (docs/api.md)")
     p.add_argument("--host", default=argparse.SUPPRESS, help="where to listen (RAG_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (RAG_PORT; default 7860)")
+    p.add_argument("--watch", action="store_true", default=argparse.SUPPRESS,
+                   help="ingest files added, changed or removed in the corpus folder as it happens (RAG_WATCH=1)")
 
     p = sub.add_parser("eval", parents=[common], help="run the hand-labeled eval suite")
     p.add_argument("--json", action="store_true")
@@ -91,7 +95,7 @@ def _service(args: argparse.Namespace) -> Any:
 def settings_from(args: argparse.Namespace) -> Settings:
     """Flags over RAG_* variables over defaults."""
     return Settings.from_env(**{k: getattr(args, k, None) for k in ("corpus", "index", "answerer", "as_of",
-                                                                     "host", "port")})
+                                                                     "host", "port", "watch")})
 
 
 def _read_questions() -> Iterator[tuple[int, str, Any, str]]:
@@ -190,7 +194,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     svc = _service(args)
     if args.jsonl and args.paths:
         raise UsageError("give either paths or --jsonl, not both")
-    summary = svc.ingest(args.paths or None, jsonl=args.jsonl, rebuild=args.rebuild)
+    summary = svc.ingest(args.paths or None, jsonl=args.jsonl, rebuild=args.rebuild, wait=not args.no_wait,
+                         notify=lambda line: print(f"rag: {line}", file=sys.stderr, flush=True))
     for s in summary.skipped:
         print(f"rag: skipped {s.reason}", file=sys.stderr)
     print(json.dumps(summary.to_json()) if args.json else summary.line())

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     auth: Annotated[tuple[str, str] | None, NoDecode] = None  # RAG_AUTH=user:password: the app's login
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()  # RAG_API_KEYS=k1,k2: bearer keys of the HTTP API
     debug: bool = False  # an expected error raises with its traceback instead of one line
+    watch: bool = False  # `rag serve` ingests the corpus folder's changes as they happen (rag/watch.py)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -10,6 +10,7 @@
      ├── BackendUnavailable    a Chroma server or LLM server cannot be reached
      ├── ModelError            a bundled model is missing or fails its checksum
      └── Busy                  the server's queue is full (HTTP 503; try again shortly)
+          └── IngestRunning        another ingest holds the index's lock and --no-wait was given (exit 2)
 """
 
 
@@ -59,3 +60,9 @@ class ModelError(RagError):
 
 class Busy(RagError):
     """Too many requests are already waiting; the message says when to try again."""
+
+
+class IngestRunning(Busy):
+    """Another process is ingesting into the same index and the caller chose not to wait."""
+
+    exit_code = 2

@@ -12,19 +12,18 @@ names adds a BM25 ranking over the documents of that publisher or published that
 
 from __future__ import annotations
 
-import json
-import re
+import copy
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rag.bm25 import BM25Index, recency_weight
 from rag.embedding import _NumpyEmbedding
 from rag.named import Publishers
-from rag.store import Store, location_fields
+from rag.store import Store, local_name
 from rag.text import named_dates, normalise_date, without_when_asked
 from rag.types import Hit
 
@@ -98,10 +97,7 @@ def fuse_scores(dense: Sequence[tuple[str, float]], keyword: Sequence[tuple[str,
 def bm25_folder(index: Path, collection: str, chroma_url: str = "") -> Path:
     """Where the BM25 side of an index lives: inside the local index folder, even with a Chroma server
     (then named after the server too, so that two servers' collections never share one file)."""
-    if not chroma_url:
-        return index / f"bm25-{collection}"
-    server = re.sub(r"[^A-Za-z0-9.]+", "-", chroma_url.split("://", 1)[-1]).strip("-")
-    return index / f"bm25-{server}-{collection}"
+    return index / f"bm25-{local_name(collection, chroma_url)}"
 
 
 class Retriever:
@@ -130,20 +126,28 @@ class Retriever:
         self.fusion = fusion
         self.clean_question = clean_question  # "this week" and the like are dropped from the query
         self._bm25 = bm25
+        self._bm25_lock = threading.Lock()  # one sync at a time; searches keep reading the index they got
         self._publishers: tuple[str, Publishers] | None = None  # (BM25 fingerprint, names)
 
     @property
     def bm25(self) -> BM25Index:
-        if self._bm25 is None:
-            s = self.store.settings
-            self._bm25 = BM25Index(bm25_folder(s.index, s.collection, s.chroma_url), self.store.chunks)
-        self._bm25.chunks = self.store.chunks  # `ingest --rebuild` replaces the collection object
-        return self._bm25
+        """The BM25 side, in step with the store: whoever wrote to it (this process or another) since the
+        last question, the next one searches what is there now (see BM25Index.synced)."""
+        with self._bm25_lock:
+            if self._bm25 is None:
+                s = self.store.settings
+                self._bm25 = BM25Index(bm25_folder(s.index, s.collection, s.chroma_url), self.store)
+            else:
+                self._bm25 = self._bm25.synced()
+            return self._bm25
 
     def refresh(self) -> None:
         """Bring the BM25 side in step after this process wrote to the store (ingest calls it)."""
-        if self._bm25 is not None:
-            self.bm25.sync(force=True)
+        with self._bm25_lock:
+            if self._bm25 is not None:
+                new = copy.copy(self._bm25)
+                new.sync(force=True)
+                self._bm25 = new
 
     def search(self, query: str, k: int = 5, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks for the query, best first."""
@@ -151,11 +155,12 @@ class Retriever:
         if self.clean_question:
             query = without_when_asked(query)
         n = max(self.candidates, k)
+        bm25 = self.bm25  # one state for the whole search, even if another thread syncs meanwhile
         dense: list[Hit] = []
         if self.mode in ("hybrid", "dense"):
             # Misspelled words split into odd word pieces; the hybrid mode embeds the spell-corrected
             # question (words the BM25 vocabulary lacks, one edit from a word it has).
-            text = self.bm25.spell(query) if self.mode == "hybrid" and self.spell else query
+            text = bm25.spell(query) if self.mode == "hybrid" and self.spell else query
             vector = self.embedder.embed_array([text], is_query=True)[0].tolist()
             # A date limit drops some of Chroma's neighbours afterwards, so ask for more of them: twice as
             # many. RealTimeQA --as-of, hit@5 / MRR@10 / p50: 0.929 / 0.761 / 54 ms at 4x, 0.920 / 0.754 /
@@ -173,15 +178,13 @@ class Retriever:
             if self.mode == "dense":
                 keep = {cid for cid, _ in self._limit([(h.chunk_id, h.score) for h in dense], k)}
                 return [h for h in dense if h.chunk_id in keep]
-        bm25 = self.bm25
-        bm25.sync()
         mask = bm25.date_mask(date) if date else None
         weights = bm25.recency(date, self.recency_half_life) if date and self.recency_half_life else None
         scores = bm25.scores(query, correct=self.spell)
         keyword = bm25.best(scores, n, mask, weights=weights)
         if self.mode == "bm25":
             return _with_scores(self.store, self._limit(keyword, k), {})
-        named_rows = [bm25.doc_mask(docs) for docs in self._named(query)] if self.publishers else []
+        named_rows = [bm25.doc_mask(docs) for docs in self._named(query, bm25)] if self.publishers else []
         named_rows += [bm25.dates == day for day in named_dates(query)] if self.days else []
         named = []
         for rows in named_rows:
@@ -196,9 +199,9 @@ class Retriever:
             fused = rrf(rankings, [1.0, self.bm25_weight] + [1.0] * len(named))
         return _with_scores(self.store, self._limit(fused, k), {h.chunk_id: h for h in dense})
 
-    def _named(self, query: str) -> list[frozenset[str]]:
+    def _named(self, query: str, bm25: BM25Index) -> list[frozenset[str]]:
         """The document sets of the publishers the query names (titles read again when the chunks change)."""
-        key = self.bm25.print
+        key = bm25.print
         if self._publishers is None or self._publishers[0] != key:
             docs = self.store.documents()
             self._publishers = (key, Publishers((m["doc_id"], str(m.get("title") or "")) for m in docs.values()))
@@ -229,33 +232,13 @@ def _published_by(publish_date: str, date: str) -> bool:
 
 
 def _with_scores(store: Store, ranked: list[tuple[str, float]], known: dict[str, Hit]) -> list[Hit]:
-    """Hits for ranked chunk ids, carrying the ranking's score; ids not yet seen are read from Chroma."""
+    """Hits for ranked chunk ids, carrying the ranking's score; ids not yet seen are read from the store."""
     missing = [cid for cid, _ in ranked if cid not in known]
     if missing:
-        known = {**known, **_fetch(store, missing)}
+        known = {**known, **store.hits(missing)}
     out = []
     for cid, score in ranked:
         h = known.get(cid)
         if h is not None:  # a chunk deleted since BM25 last synced is simply skipped
             out.append(replace(h, score=float(score)))
-    return out
-
-
-def _fetch(store: Store, ids: list[str]) -> dict[str, Hit]:
-    """Chunks by id, as Hits (score 0), through the same llama-index node format the store writes."""
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-    got = store.chunks.get(ids=ids, include=["documents", "metadatas"])
-    out = {}
-    for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-        node: Any = metadata_dict_to_node(meta, text=text)
-        m = node.metadata
-        out[cid] = Hit(
-            doc_id=m["doc_id"], chunk_id=cid, score=0.0,
-            start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
-            source=m["source"], text=text, title=m.get("title", ""),
-            publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
-            page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
-            **location_fields(m),
-        )
     return out

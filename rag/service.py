@@ -17,7 +17,7 @@ from rag.answer.base import Answerer, abstain
 from rag.config import Settings
 from rag.conversation import standalone_question
 from rag.embedding import _NumpyEmbedding, load_embedder
-from rag.errors import EmptyQuestion, IndexNotFound, ModelError, UsageError
+from rag.errors import EmptyQuestion, IndexNotFound, ModelError, NotFound, UsageError
 from rag.ingest import IngestSummary, Progress, ingest_documents, ingest_jsonl, ingest_paths
 from rag.llm import ChatModels
 from rag.receipts import make_receipt
@@ -29,6 +29,9 @@ from rag.types import Answer, Document, Hit
 
 MAX_QUESTION_CHARS = 2000
 ANSWERERS = ("generative", "extractive")
+# An answer whose cited document another process removed while it was being written is written again
+# from what is stored now, at most this many times in all (each pass is one retrieval and one answer).
+ANSWER_ATTEMPTS = 3
 
 
 def clean_question(question: str) -> str:
@@ -75,7 +78,9 @@ class Service:
         # the chat models this service loaded (shared with the services made from it): no process-wide one
         self.models = models if models is not None else ChatModels()
         self._texts: dict[str, str] = {}
+        self._generation: str | None = None  # the store's stamp when `_texts` was last checked
         self.notice = ""  # one line for the user when a fallback was taken
+        self.last_sync: dict[str, Any] | None = None  # set by the folder watcher (rag/watch.py)
 
     # --- services, built once -----------------------------------------------------------------
     @property
@@ -122,30 +127,55 @@ class Service:
     # --- operations ---------------------------------------------------------------------------
     def ingest(
         self, paths: list[Path] | None = None, *, jsonl: Path | None = None, rebuild: bool = False,
-        progress: Progress | None = None,
+        progress: Progress | None = None, wait: bool = True, notify: Callable[[str], None] | None = None,
     ) -> IngestSummary:
-        info = self.settings.build_info()
-        if rebuild:
-            self.store.reset()
-        else:
-            self.store.check_build(info)
-        self.store.record_build(info)
-        self._texts.clear()
-        if jsonl is not None:
-            summary = ingest_jsonl(self.store, self.embedder, self.settings, jsonl, progress=progress)
-        else:
-            summary = ingest_paths(self.store, self.embedder, self.settings, paths, progress=progress)
+        """Index files, folders or JSONL records, holding the index's writer lock (rag/locks.py): while
+        another ingest runs this waits (`notify` gets a line saying for whom) or, without `wait`, raises
+        IngestRunning."""
+        with self.store.lock().hold(wait=wait, on_wait=notify, on_cleared=notify):
+            self.store.follow()  # write over what is stored now, not over a view from before another ingest
+            info = self.settings.build_info()
+            if rebuild:
+                self.store.reset()
+            else:
+                self.store.check_build(info)
+            self.store.record_build(info)
+            self._texts.clear()
+            if jsonl is not None:
+                summary = ingest_jsonl(self.store, self.embedder, self.settings, jsonl, progress=progress)
+            else:
+                summary = ingest_paths(self.store, self.embedder, self.settings, paths, progress=progress)
         if self._retriever is not None:  # the BM25 side follows what was just written
             self._retriever.refresh()
         return summary
 
+    def _follow(self) -> None:
+        """Forget cached texts when the index changed (any process); one stamp read per request."""
+        generation = self.store.follow()
+        if generation != self._generation:
+            self._texts.clear()
+            self._generation = generation
+
     def doc_text(self, doc_id: str) -> str:
-        if doc_id not in self._texts:
+        text = self._texts.get(doc_id)  # read once: another thread's `_follow` may clear the cache
+        if text is None:
             got = self.store.document(doc_id)
             if got is None:
-                raise UsageError(f"no document {doc_id!r} in the index; `rag stats` lists what is there")
-            self._texts[doc_id] = got[0]
-        return self._texts[doc_id]
+                raise NotFound(f"no document {doc_id!r} in the index; `rag stats` lists what is there")
+            text = self._texts[doc_id] = got[0]
+        return text
+
+    def _texts_of_one_answer(self) -> Callable[[str], str]:
+        """`doc_text` for one answer: a text it has read stays the same for the rest of that answer (its
+        quotes and its receipt), even if another process removes the document meanwhile."""
+        seen: dict[str, str] = {}
+
+        def text(doc_id: str) -> str:
+            if doc_id not in seen:
+                seen[doc_id] = self.doc_text(doc_id)
+            return seen[doc_id]
+
+        return text
 
     def search(self, query: str, k: int | float | None = None, *, as_of: str | None = None) -> list[Hit]:
         """The k best chunks; `as_of` (default: the setting) keeps documents published by that date."""
@@ -160,6 +190,7 @@ class Service:
             raise UsageError(f"--k {k!r} is not a whole number; use 1 to 100")
         if k < 1 or k > 100:
             raise UsageError(f"--k {k} is out of range; use 1 to 100")
+        self._follow()
         if self.store.chunk_count() == 0:
             raise IndexNotFound("the index is empty; run `rag ingest` first")
         return self.retriever.search(query, k, as_of=as_of or None)
@@ -177,7 +208,11 @@ class Service:
         self, question: str, history: list[dict[str, str]] | None = None, k: int | None = None
     ) -> Iterator[tuple[str, Any]]:
         """Events for a live view: ("delta", text) pieces as the answer is produced (verified text only),
-        then ("answer", Answer). Answerers without a `stream` method produce the whole answer at once."""
+        then ("answer", Answer). Answerers without a `stream` method produce the whole answer at once.
+
+        Another process may remove a document while its passage is being cited; when the index changed
+        during the answer, the cited documents are looked up again and a citation of one that is gone sends
+        the question round once more (the repeat is not streamed), so an answer cites what is stored."""
         t0 = time.perf_counter()
         asked = question = clean_question(question)
         check_history(history)
@@ -187,28 +222,33 @@ class Service:
         t_search = time.perf_counter()  # a model's rewrite is timed apart from retrieval
         if k is None:  # an answerer may read more chunks than a search shows
             k = getattr(self.answerer, "retrieve_k", None)
-        hits = self.search(question, k)
-        t1 = time.perf_counter()
-        stream = getattr(self.answerer, "stream", None)
-        ans: Answer | None = None
-        first: float | None = None  # when the first piece of answer text reached the caller
-        if not hits:
-            ans = abstain(question)
-            ans.trace = {"refusal_reason": "nothing was retrieved for the question"}
-        elif stream is None:
-            ans = self.answerer.answer(question, hits, self.doc_text)
-        else:
-            for kind, value in stream(question, hits, self.doc_text):
-                if kind == "answer":
-                    ans = value
-                else:
-                    first = first or time.perf_counter()
-                    yield kind, value
-        assert ans is not None
+        for attempt in range(1, ANSWER_ATTEMPTS + 1):
+            generation = self.store.generation()
+            doc_text = self._texts_of_one_answer()
+            done: Any = None
+            try:
+                for kind, value in self._answer(question, k, doc_text, stream=attempt == 1):
+                    if kind == "done":
+                        done = value
+                    else:
+                        yield kind, value
+            except NotFound:  # a retrieved document was removed before its text was read
+                if attempt == ANSWER_ATTEMPTS:
+                    raise
+                self._texts.clear()
+                continue
+            ans, hits, t1, first = done
+            if attempt == ANSWER_ATTEMPTS or not ans.citations or self.store.generation() == generation:
+                break
+            cited = sorted({c.doc_id for c in ans.citations})
+            if self.store.stored(cited) == set(cited):
+                break
+            self._texts.clear()
         ans.question, ans.rewritten_question = asked, rewritten
         ans.trace = {"retrieve": {"query": question, "k": len(hits), "as_of": self.settings.as_of or None,
                                   "hits": [{"chunk_id": h.chunk_id, "source": h.source, "score": round(h.score, 4)}
                                            for h in hits]},
+                     **({"attempts": attempt} if attempt > 1 else {}),
                      **ans.trace}
         if ans.abstained and not ans.trace.get("refusal_reason"):
             ans.trace["refusal_reason"] = "the answerer found no passage that answers the question"
@@ -223,8 +263,31 @@ class Service:
             "first_token_ms": round(((first or t2) - t0) * 1000),
         }
         ans.receipt = make_receipt(ans, build=self.store.build_info(), answerer=self.answerer,
-                                   settings=self.settings, doc_text=self.doc_text)
+                                   settings=self.settings, doc_text=doc_text)
         yield "answer", ans
+
+    def _answer(self, question: str, k: int | None, doc_text: Callable[[str], str], *,
+                stream: bool) -> Iterator[tuple[str, Any]]:
+        """One retrieval and one answer: ("delta", text) events, then ("done", (answer, hits, t, first))."""
+        hits = self.search(question, k)
+        t1 = time.perf_counter()
+        streamer = getattr(self.answerer, "stream", None) if stream else None
+        ans: Answer | None = None
+        first: float | None = None  # when the first piece of answer text reached the caller
+        if not hits:
+            ans = abstain(question)
+            ans.trace = {"refusal_reason": "nothing was retrieved for the question"}
+        elif streamer is None:
+            ans = self.answerer.answer(question, hits, doc_text)
+        else:
+            for kind, value in streamer(question, hits, doc_text):
+                if kind == "answer":
+                    ans = value
+                else:
+                    first = first or time.perf_counter()
+                    yield kind, value
+        assert ans is not None
+        yield "done", (ans, hits, t1, first)
 
     def stats(self) -> dict[str, Any]:
         docs = self.store.documents()
@@ -236,24 +299,28 @@ class Service:
             "chunking": {"chunk_size": info.get("chunk_size"), "chunk_overlap": info.get("chunk_overlap"),
                          "splitter": "llama-index SentenceSplitter"},
             "backend": self.store.backend,
+            **({"sync": self.last_sync} if self.last_sync is not None else {}),
         }
 
     def documents(self) -> list[dict[str, Any]]:
         """Indexed documents, sorted by source."""
         return sorted(self.store.documents().values(), key=lambda r: r["source"])
 
-    def remove(self, source: str) -> None:
+    def remove(self, source: str, *, notify: Callable[[str], None] | None = None) -> None:
         """Forget a document: its index records and, for a file in the corpus folder, the file and its
-        metadata sidecar (else the next ingest of the folder would bring it back)."""
-        rec = self.store.documents().get(source)
-        if rec is None:
-            raise UsageError(f"no document {source!r} in the index; the Documents list shows what is there")
-        corpus = self.settings.corpus.resolve()
-        path = (corpus / source).resolve()
-        if path.is_relative_to(corpus) and path.is_file():
-            path.unlink()
-            path.with_name(path.name + META_SUFFIX).unlink(missing_ok=True)
-        self.store.delete_document(rec["doc_id"])
+        metadata sidecar (else the next ingest of the folder would bring it back). Holds the writer lock,
+        waiting for an ingest that runs."""
+        with self.store.lock().hold(on_wait=notify, on_cleared=notify):
+            self.store.follow()
+            rec = self.store.documents().get(source)
+            if rec is None:
+                raise UsageError(f"no document {source!r} in the index; the Documents list shows what is there")
+            corpus = self.settings.corpus.resolve()
+            path = (corpus / source).resolve()
+            if path.is_relative_to(corpus) and path.is_file():
+                path.unlink()
+                path.with_name(path.name + META_SUFFIX).unlink(missing_ok=True)
+            self.store.delete_document(rec["doc_id"])
         self._texts.pop(rec["doc_id"], None)
         if self._retriever is not None:  # the BM25 side forgets it too
             self._retriever.refresh()
@@ -330,17 +397,20 @@ class Service:
                          ) -> IngestSummary:
         """Bring the index up to `docs` (an eval's public set): unchanged ones embed nothing; `prune` says
         which stored sources not among them go. A document whose title, url or date changed is indexed anew
-        (incremental ingest compares texts only)."""
-        info = self.settings.build_info()
-        self.store.check_build(info)
-        self.store.record_build(info)
-        stored = self.store.documents()
-        for doc in docs:
-            rec = stored.get(doc.source)
-            if rec and any((rec.get(k) or "") != getattr(doc, k) for k in ("title", "url", "publish_date")):
-                self.store.delete_document(rec["doc_id"])
-        self._texts.clear()
-        summary = ingest_documents(self.store, self.embedder, self.settings, docs, prune=prune, total=len(docs))
+        (incremental ingest compares texts only). Holds the writer lock, as `ingest` does."""
+        with self.store.lock().hold(wait=True):
+            self.store.follow()
+            info = self.settings.build_info()
+            self.store.check_build(info)
+            self.store.record_build(info)
+            stored = self.store.documents()
+            for doc in docs:
+                rec = stored.get(doc.source)
+                if rec and any((rec.get(k) or "") != getattr(doc, k) for k in ("title", "url", "publish_date")):
+                    self.store.delete_document(rec["doc_id"])
+            self._texts.clear()
+            summary = ingest_documents(self.store, self.embedder, self.settings, docs, prune=prune,
+                                       total=len(docs))
         if self._retriever is not None:
             self._retriever.refresh()
         return summary

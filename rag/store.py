@@ -10,6 +10,11 @@ A document is written in three steps: its record as `pending`, its chunks, then 
 A crash leaves at most a `pending` record, whose chunks the next ingest removes before anything else.
 Ingest writes documents in groups (`add_documents`), each step once for the whole group.
 
+Several processes (docs/limits.md#several-processes): every write moves a generation stamp (`generation`),
+which readers compare per request (`follow`: an embedded index is opened again when another process wrote,
+since Chroma's embedded client never reloads its vectors); writers hold `lock()` (rag/locks.py), with its
+record on the server too when there is one (`<name>-lock`).
+
 Where things live: with `RAG_CHROMA_URL` both collections, and so the build info, are on the server
 (`chromadb.HttpClient`, the same code path as the embedded `PersistentClient`). A server that stops
 answering is retried briefly, then reported in one line (BackendUnavailable).
@@ -27,19 +32,42 @@ right for the formats they could hold (text, HTML, text PDFs).
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
+import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable, IndexMismatch, RagError, UsageError
+from rag.locks import IngestLock
 from rag.types import Chunk, Document, Hit
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode, TextNode
 
 DOC_VECTOR = [1.0]
+FETCH_BATCH = 2000  # chunks read from Chroma per call
+_WRITES = itertools.count()
+# An embedded client replaced by a reopen (Store._reopen) is stopped at a later reopen once it is this old,
+# or when more than MAX_RETIRED wait: each holds its own copy of the vector index (about 40 MB at 20,000
+# chunks, freed when stopped), while a search that was using it needs it for well under a second.
+RETIRE_SECONDS = 5.0
+MAX_RETIRED = 2
+
+
+def local_name(collection: str, chroma_url: str = "") -> str:
+    """The name of an index's files in the local index folder (BM25 state, lock, stamp): the collection,
+    with a server's address in front, so that two servers' collections never share a file."""
+    if not chroma_url:
+        return collection
+    server = re.sub(r"[^A-Za-z0-9.]+", "-", chroma_url.split("://", 1)[-1]).strip("-")
+    return f"{server}-{collection}"
 RETRY_DELAYS = (0.5, 1.0)  # a server that restarts gets 1.5 s; a dead one fails in about that
 
 
@@ -143,13 +171,52 @@ def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: ("" if v is None else v) for k, v in meta.items()}
 
 
+def _hit(node: TextNode, score: float) -> Hit:
+    """The one place a `Hit` is made from a chunk as Chroma holds it (a llama-index node and its metadata)."""
+    m = node.metadata
+    return Hit(
+        doc_id=m["doc_id"], chunk_id=node.node_id, score=float(score),
+        start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
+        source=m["source"], text=node.get_content(), title=m.get("title", ""),
+        publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
+        page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
+        **location_fields(m),
+    )
+
+
+class _LockRecord:
+    """The writer lock's record on a Chroma server (rag/locks.py's SharedRecord): one record in a
+    `<name>-lock` collection, so that machines sharing the server take turns too."""
+
+    def __init__(self, client: Any, collection: str, url: str) -> None:
+        self.col = _Guarded(client.get_or_create_collection(f"{collection}-lock", embedding_function=None), url)
+
+    def read(self) -> dict[str, Any]:
+        got = self.col.get(ids=["lock"], include=["metadatas"])
+        return dict(got["metadatas"][0] or {}) if got["ids"] else {}
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.col.upsert(ids=["lock"], embeddings=[DOC_VECTOR], documents=[""], metadatas=[_clean_meta(record)])
+
+    def clear(self, token: str) -> None:
+        if self.read().get("token") == token:
+            self.col.delete(ids=["lock"])
+
+
 class Store:
     """Chunks and documents in Chroma; the only module that talks to it."""
 
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
         self.settings = settings
         self.client = client if client is not None else _client(settings)
-        name = settings.collection
+        self._reopen_lock = threading.Lock()
+        self._retired: list[tuple[float, Any]] = []  # (when, Chroma system) replaced by a reopen
+        self._open()
+        self._view = self.generation()  # the stamp this process's view of the index is from
+
+    def _open(self) -> None:
+        """Get (or create) both collections; `reset` calls it again after dropping them."""
+        settings, name = self.settings, self.settings.collection
         try:
             # cosine space: similarities are plain cosines, comparable across queries
             self.chunks = self.client.get_or_create_collection(
@@ -177,8 +244,17 @@ class Store:
         )
 
     # --- build settings -------------------------------------------------------------------------
+    def _docs_meta(self) -> dict[str, Any]:
+        """The document collection's metadata as stored now (the collection object caches what it was
+        when opened, and another process may have changed it since)."""
+        try:
+            col = self.client.get_collection(self.docs.name, embedding_function=None)
+        except Exception:  # dropped by a `--rebuild` elsewhere: what this process opened is all there is
+            return dict(self.docs.metadata or {})
+        return dict(col.metadata or {})
+
     def build_info(self) -> dict[str, Any]:
-        meta = dict(self.docs.metadata or {})
+        meta = self._docs_meta()
         return {k[len("build_"):]: v for k, v in meta.items() if k.startswith("build_")}
 
     def check_build(self, info: dict[str, Any]) -> None:
@@ -194,8 +270,8 @@ class Store:
     def record_build(self, info: dict[str, Any]) -> None:
         if self.build_info() == info:
             return
-        meta = {f"build_{k}": v for k, v in info.items()}
-        self.docs.modify(metadata=meta)
+        kept = {k: v for k, v in self._docs_meta().items() if not k.startswith("build_")}
+        self.docs.modify(metadata={**kept, **{f"build_{k}": v for k, v in info.items()}})
 
     def reset(self) -> None:
         """Drop everything (for `--rebuild`)."""
@@ -204,7 +280,90 @@ class Store:
                 self.client.delete_collection(col)
             except Exception:  # already gone
                 pass
-        Store.__init__(self, self.settings, client=self.client)  # the collections anew, on the same client
+        self._open()
+        self._bump()
+
+    # --- several processes: the generation stamp and the writer lock --------------------------------
+    def follow(self) -> str:
+        """The generation stamp now; with an embedded index that another process wrote since this one
+        looked, the index is opened again first. Why: Chroma's embedded client loads the vector index once
+        per process and never reloads it, so without this dense search would go on missing what another
+        process added and returning chunks it deleted (measured: counts and `get` follow, `query` not).
+        On a server the collections are looked up again (a `--rebuild` elsewhere replaces them)."""
+        stamp = self.generation()
+        if stamp != self._view:
+            with self._reopen_lock:
+                if stamp != self._view:
+                    if self.settings.chroma_url:
+                        self._open()  # a `--rebuild` elsewhere replaced the collections
+                    else:
+                        self._reopen()
+                    self._view = stamp
+        return stamp
+
+    def _reopen(self) -> None:
+        """A new embedded client and collections for the same folder. The old client is only dropped from
+        Chroma's per-process cache, not stopped at once: a search of another thread may be using it (see
+        RETIRE_SECONDS)."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        identifier = str(getattr(self.client, "_identifier", "") or "")
+        old = SharedSystemClient._identifier_to_system.pop(identifier, None)
+        SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+        self.client = _client(self.settings)
+        self._open()
+        now = time.monotonic()
+        if old is not None:
+            self._retired.append((now, old))
+        for when, system in [r for i, r in enumerate(self._retired)
+                             if now - r[0] > RETIRE_SECONDS or i < len(self._retired) - MAX_RETIRED]:
+            self._retired.remove((when, system))
+            try:
+                system.stop()
+            except Exception:  # already stopped; nothing else holds it
+                pass
+
+    def _stamp_file(self) -> Path:
+        return self.settings.index / f"generation-{local_name(self.settings.collection)}"
+
+    def generation(self) -> str:
+        """A stamp that every write to the index changes, whichever process made it; cheap to read (a
+        small file beside an embedded index, the document collection's metadata on a server), so a
+        reader compares it on every request and refreshes what it derived (BM25, texts) when it moved."""
+        if self.settings.chroma_url:
+            try:
+                return str(self._docs_meta().get("generation") or "")
+            except Exception:  # a server that does not answer: the request itself will say so
+                return ""
+        try:
+            return self._stamp_file().read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def _bump(self) -> None:
+        """Move the generation stamp (after every write); unique per write, so writers need no counter."""
+        stamp = f"{time.time_ns():x}-{os.getpid()}-{next(_WRITES)}"
+        if self.settings.chroma_url:
+            self.docs.modify(metadata={**self._docs_meta(), "generation": stamp})
+        else:
+            path = self._stamp_file()
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(stamp, encoding="utf-8")
+            tmp.replace(path)  # whole or not at all: a reader never sees half a stamp
+        self._view = stamp  # this process made the change: its own view has it
+
+    def lock(self) -> IngestLock:
+        """The writer lock of this index (rag/locks.py): ingests and removals hold it, readers never."""
+        s = self.settings
+        if s.chroma_url:
+            label = f"collection {s.collection!r} on {s.chroma_url}"
+        else:
+            try:
+                label = str(s.index.resolve().relative_to(Path.cwd()))
+            except ValueError:
+                label = str(s.index)
+        shared = _LockRecord(self.client, s.collection, s.chroma_url) if s.chroma_url else None
+        return IngestLock(s.index / f"ingest-{local_name(s.collection, s.chroma_url)}.lock", label, shared)
 
     # --- documents ------------------------------------------------------------------------------
     def documents(self, *, state: str | None = "done") -> dict[str, dict[str, Any]]:
@@ -263,6 +422,7 @@ class Store:
         for i in range(0, len(nodes), step):
             self.vector_store.add(nodes[i : i + step])
         self.docs.update(ids=ids, metadatas=[self._doc_meta(d, len(c), "done") for d, c, _ in batch])
+        self._bump()
 
     def _max_batch(self) -> int:
         try:
@@ -291,6 +451,7 @@ class Store:
     def delete_document(self, doc_id: str) -> None:
         self.chunks.delete(where={"doc_id": doc_id})
         self.docs.delete(ids=[doc_id])
+        self._bump()
 
     def recover(self) -> int:
         """Remove documents left half-written by an interrupted ingest; returns how many."""
@@ -299,11 +460,38 @@ class Store:
             self.delete_document(rec["doc_id"])
         return len(pending)
 
+    def stored(self, doc_ids: list[str]) -> set[str]:
+        """Which of these documents are in the index, written completely."""
+        if not doc_ids:
+            return set()
+        got = self.docs.get(ids=list(doc_ids), include=["metadatas"])
+        return {i for i, m in zip(got["ids"], got["metadatas"], strict=True) if (m or {}).get("state") == "done"}
+
+    # --- chunks -----------------------------------------------------------------------------------
     def chunk_count(self) -> int:
         return int(self.chunks.count())
 
-    def chunk_ids(self, doc_id: str) -> list[str]:
-        return list(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+    def chunk_ids(self, doc_id: str | None = None) -> list[str]:
+        """The ids of a document's chunks, or (no `doc_id`) of every chunk in the index."""
+        if doc_id is not None:
+            return list(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+        ids: list[str] = []
+        total = self.chunk_count()
+        for offset in range(0, total, 10 * FETCH_BATCH):
+            ids.extend(self.chunks.get(include=[], limit=10 * FETCH_BATCH, offset=offset)["ids"])
+        return ids
+
+    def hits(self, ids: list[str]) -> dict[str, Hit]:
+        """Chunks by id, as Hits with score 0 (ids no longer stored are left out)."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        out: dict[str, Hit] = {}
+        for start in range(0, len(ids), FETCH_BATCH):
+            got = self.chunks.get(ids=ids[start : start + FETCH_BATCH], include=["documents", "metadatas"])
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                node = cast("TextNode", metadata_dict_to_node(meta, text=text))
+                out[cid] = replace(_hit(node, 0.0), chunk_id=cid)
+        return out
 
     # --- query ----------------------------------------------------------------------------------
     def query(self, embedding: list[float], k: int, where: dict[str, Any] | None = None) -> list[Hit]:
@@ -312,20 +500,19 @@ class Store:
 
         if self.chunk_count() == 0:
             return []
-        res = self.vector_store.query(
-            VectorStoreQuery(query_embedding=embedding, similarity_top_k=k),
-            where=where or None,
-        )
-        hits = []
-        for found, sim in zip(res.nodes or [], res.similarities or [], strict=False):
-            node = cast("TextNode", found)  # ChromaVectorStore rebuilds the TextNodes `add` wrote
-            m = node.metadata
-            hits.append(Hit(
-                doc_id=m["doc_id"], chunk_id=node.node_id, score=float(sim),
-                start=int(node.start_char_idx or 0), end=int(node.end_char_idx or 0),
-                source=m["source"], text=node.get_content(), title=m.get("title", ""),
-                publish_date=m.get("publish_date", ""), page=int(m.get("page") or 0) or None,
-                page_starts=tuple(json.loads(m["page_starts"])) if m.get("page_starts") else (),
-                **location_fields(m),
-            ))
-        return hits
+        question = VectorStoreQuery(query_embedding=embedding, similarity_top_k=k)
+        try:
+            res = self.vector_store.query(question, where=where or None)
+        except Exception:
+            if self.settings.chroma_url:
+                raise
+            # An embedded vector index loaded before another process deleted chunks can name ids whose
+            # records are gone ("Error finding id"): open the index again and ask once more.
+            with self._reopen_lock:
+                self._reopen()
+            res = self.vector_store.query(question, where=where or None)
+        # ChromaVectorStore rebuilds the TextNodes `add` wrote; a chunk deleted by another process since
+        # this one loaded its vectors comes back without its record, and is left out
+        return [_hit(cast("TextNode", found), float(sim))
+                for found, sim in zip(res.nodes or [], res.similarities or [], strict=False)
+                if found.metadata.get("doc_id")]

@@ -129,7 +129,7 @@ def test_damaged_or_stale_bm25_file_is_rebuilt_from_chroma(make_service, corpus_
     svc.search("shells", 3)
     state = bm25_folder(index, svc.settings.collection) / "state.npz"
     state.write_bytes(b"not an npz file")
-    bm = BM25Index(state.parent, svc.store.chunks)
+    bm = BM25Index(state.parent, svc.store)
     assert sorted(bm.ids) == sorted(svc.store.chunks.get(include=[])["ids"])
     assert bm.top("artillery shells", 1)
 
@@ -252,8 +252,17 @@ def test_a_document_with_an_impossible_date_counts_as_undated(make_service, tmp_
 
 def test_date_mask_keeps_undated_rows():
     class Empty:
-        def count(self):
+        def chunk_count(self):
             return 0
+
+        def chunk_ids(self, doc_id=None):
+            return []
+
+        def hits(self, ids):
+            return {}
+
+        def generation(self):
+            return ""
 
     bm = BM25Index(None, Empty())
     bm.dates = np.array(["2022-06-01", "", "2022-07-01"], dtype="<U10")
@@ -309,7 +318,7 @@ def test_a_state_file_indexed_another_way_is_rebuilt(make_service, corpus_copy, 
     calls = []
     real = bm25_module.terms
     monkeypatch.setattr(bm25_module, "terms", lambda t: calls.append(t) or real(t))
-    BM25Index(bm25_folder(index, svc.settings.collection), svc.store.chunks)
+    BM25Index(bm25_folder(index, svc.settings.collection), svc.store)
     assert len(calls) == svc.store.chunk_count()  # every chunk tokenized again
 
 

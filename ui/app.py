@@ -23,7 +23,16 @@ from rag.service import ANSWERERS, Service  # noqa: E402
 from rag.sources import MAX_PDF_BYTES, SUPPORTED_SUFFIXES  # noqa: E402
 from ui.api import Server, build_api  # noqa: E402
 from ui.api_base import QUEUE_SIZE  # noqa: E402
-from ui.render import Turn, chat_html, documents_html, esc, mark_stale, source_record, sources_html  # noqa: E402
+from ui.render import (  # noqa: E402
+    Turn,
+    chat_html,
+    documents_html,
+    esc,
+    mark_stale,
+    source_record,
+    sources_html,
+    sync_html,
+)
 from ui.uploads import check_upload, place  # noqa: E402
 from ui.viewer import dialog_html, pdf_pages_html, text_html, window  # noqa: E402
 
@@ -113,7 +122,7 @@ def build_app(service: Service) -> gr.Blocks:
     def list_documents() -> tuple[str, Any]:
         docs = service.documents()
         sources = [d["source"] for d in docs]
-        return documents_html(docs), gr.update(choices=sources, value=None)
+        return sync_html(service.last_sync) + documents_html(docs), gr.update(choices=sources, value=None)
 
     def restaled(turns: list[Turn] | None) -> str:
         """The sources panel again, each passage whose document changed since its answer flagged."""
@@ -147,7 +156,10 @@ def build_app(service: Service) -> gr.Blocks:
             def tick(done: int, total: int, name: str) -> None:
                 progress((done, total), desc=f"Indexing {name}", unit="files")
 
-            summary = service.ingest(placed, progress=tick)
+            def waiting(line: str) -> None:  # another ingest (a terminal, the watcher) holds the index
+                progress(0, desc=line[:1].upper() + line[1:])
+
+            summary = service.ingest(placed, progress=tick, notify=waiting)
             lines.insert(0, f"Indexed {len(placed)} file{'s' * (len(placed) != 1)}: added {summary.added}, "
                             f"updated {summary.updated}, unchanged {summary.unchanged}; {summary.chunks} "
                             f"new passage{'s' * (summary.chunks != 1)} in {summary.seconds:.1f} s.")
@@ -316,6 +328,11 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
     auth = service.settings.auth  # RAG_AUTH and RAG_API_KEYS, checked when the settings were read
     api = build_api(service, host=host, app_auth=auth is not None, keys=service.settings.api_keys)
     _ingest_if_empty(service)
+    watcher = None
+    if service.settings.watch:
+        from rag.watch import Watcher
+
+        watcher = Watcher(service).start()
     app = build_app(service)
     # One answer at a time per event: the model has two cores. At most QUEUE_SIZE requests wait; more are
     # refused at once ("queue is full") instead of piling up (docs/limits.md#concurrency). The API keeps
@@ -323,7 +340,13 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 7860, *, preven
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     gr.mount_gradio_app(api, app, "/", server_name=host, server_port=port, auth=auth, **launch_options())
     mounted = api.routes[-1].app  # type: ignore[attr-defined]  # the Gradio app that mount_gradio_app added
-    server = Server(api, host, port, quiet=quiet, before_shutdown=mounted.stop_event.set)
+
+    def before_shutdown() -> None:
+        mounted.stop_event.set()
+        if watcher is not None:
+            watcher.stop(wait=False)  # in the server's loop: a sync under way ends with the process
+
+    server = Server(api, host, port, quiet=quiet, before_shutdown=before_shutdown)
     if prevent_thread_lock:
         return server.start()
     server.run()

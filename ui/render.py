@@ -236,6 +236,20 @@ def sources_html(turns: Sequence[Turn]) -> str:
     return f'<div class="sources">{"".join(groups)}</div>'
 
 
+def sync_html(last: dict[str, Any] | None) -> str:
+    """The folder watcher's last sync (rag/watch.py): when, what changed, skipped files and why; "" unwatched."""
+    if last is None:
+        return ""
+    if last.get("error"):
+        what = f"failed: {last['error']}"
+    else:
+        what = ", ".join(f"{last.get(k, 0)} {k}" for k in ("added", "updated", "removed", "unchanged"))
+    skipped = "".join(f"<li>{esc(s['path'])}: {esc(s['reason'])}</li>" for s in last.get("skipped") or [])
+    return (f'<div class="docs-sync">Watching {esc(str(last.get("corpus", "")))}; last sync {esc(str(last.get("at")))} '
+            f'({esc(str(last.get("trigger")))}): {esc(what)}.'
+            + (f'<div>Skipped:</div><ul class="docs-skipped">{skipped}</ul>' if skipped else "") + "</div>")
+
+
 def documents_html(docs: Sequence[dict[str, Any]]) -> str:
     """The indexed documents as a table: title, file, date, chunks."""
     if not docs:
