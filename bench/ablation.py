@@ -25,7 +25,7 @@ from eval.judge import build_judge
 from eval.labels import gold_spans, load_labels
 from eval.metrics import summarise
 from eval.runner import WHOLE_DOCUMENT, ask_all, index_public_set
-from rag.answer.generative import GenerativeAnswerer
+from rag.answer.generative import Budget, GenerativeAnswerer
 from rag.config import Settings, repo_root, set_offline_env
 from rag.service import Service
 
@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- model verdict": {"answerable": (0.0, 0.0)},
     "- conflict stage": {"conflict_stage": False},
     "+ answers-the-question 0.5": {"answers_question": 0.5},
+    # tried: one-fact questions read the four best sentences (the extractive answer quotes three)
+    "one fact reads 4 sentences": {"one_fact": Budget(passages=4, window=0, chars=1800, max_tokens=80, margin=0.2)},
+    "reads 4 + answers-the-question": {"one_fact": Budget(passages=4, window=0, chars=1800, max_tokens=80,
+                                                          margin=0.2), "answers_question": 0.5},
 }
 
 
@@ -54,7 +58,8 @@ def _figures(rows: list[dict[str, Any]], labeled: bool) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=40, help="questions of each public set")
-    ap.add_argument("--sets", default="labeled,realtimeqa_2026,squad2_500,multihop_rag_500")
+    ap.add_argument("--sets", default="realtimeqa_2026,squad2_500,multihop_rag_500,labeled")
+    ap.add_argument("--limits", default="", help="per-set limits, e.g. realtimeqa_2026=60,squad2_500=20")
     ap.add_argument("--rtqa-index", type=Path, default=None,
                     help="the index of all realtimeqa_2026 pages (else a sample is indexed)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -74,13 +79,15 @@ def main() -> None:
                 return [{g.doc: gold_spans(g, texts.get(g.doc, ""))} for g in label.gold]
             score = None
         else:
+            limit = dict(kv.split("=") for kv in args.limits.split(",") if kv).get(name, args.limit)
+            limit = int(limit)
             full = name == "realtimeqa_2026" and args.rtqa_index is not None
-            data = datasets.load(name, None if full else args.limit)
+            data = datasets.load(name, None if full else limit)
             index = args.rtqa_index if full else repo_root() / ".rag" / "eval" / f"{name}-sample"
             svc = Service(Settings.from_env(index=index, corpus=index / "no-corpus"))
             if not full:
                 index_public_set(svc, data, own=True)
-            items = data.items[: args.limit]
+            items = datasets._sample(data.items, limit) if full else data.items[:limit]
             score = data.score
 
             def gold_for(label: Any) -> Any:
