@@ -49,7 +49,10 @@ def _figures(rows: list[dict[str, Any]], labeled: bool) -> str:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     # labeled: fact recall; a public set: its own scorer's verdict on the answerable questions
-    right = summarise(rows)["fact_recall"] if labeled else sum(r["passed"] for r in answerable) / max(1, len(answerable))
+    if labeled:
+        right = summarise(rows)["fact_recall"]
+    else:
+        right = sum(r["passed"] for r in answerable) / max(1, len(answerable))
     refused = sum(bool(r.get("abstained")) for r in unanswerable) / max(1, len(unanswerable))
     false = sum(bool(r.get("abstained")) for r in answerable) / max(1, len(answerable))
     return f"{(right or 0):.2f} / {refused:.2f} / {false:.2f}"
@@ -83,7 +86,8 @@ def main() -> None:
             limit = int(limit)
             full = name == "realtimeqa_2026" and args.rtqa_index is not None
             data = datasets.load(name, None if full else limit)
-            index = args.rtqa_index if full else repo_root() / ".rag" / "eval" / f"{name}-sample"
+            # its own folder: `rag eval --limit N` prunes `.rag/eval/NAME-sample` to its own sample
+            index = args.rtqa_index if full else repo_root() / ".rag" / "eval" / f"ablation-{name}-{limit}"
             svc = Service(Settings.from_env(index=index, corpus=index / "no-corpus"))
             if not full:
                 index_public_set(svc, data, own=True)

@@ -15,15 +15,11 @@ import pytest
 from rag.config import Settings, repo_root
 from rag.service import Service
 from tests.conftest import CORPUS
-from tests.helpers import running_app
+from tests.helpers import CHROMIUM, chromium, running_app
 
 # slow: a served app driven by Chromium
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# OFFLINE.md: nothing in the browser may reach out
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = repo_root() / "reports" / "screenshots"
 ANSWER_TIMEOUT_MS = 90_000
 
@@ -54,12 +50,8 @@ def app_url(service):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

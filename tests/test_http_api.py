@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +23,8 @@ import httpx
 import pytest
 
 from rag.answer.base import MARKER
-from tests.conftest import CORPUS, ROOT, SEED_SHELLS
-from tests.helpers import free_port, stop_process
+from tests.conftest import CORPUS, SEED_SHELLS
+from tests.helpers import free_port, start_serve, stop_process
 from tests.test_seed_questions import ANSWERABLE
 
 pytestmark = pytest.mark.integration
@@ -40,25 +39,10 @@ CHATS = 20
 def _start(root: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
     corpus, log = root / "corpus", root / "serve.log"
     shutil.copytree(CORPUS, corpus)
-    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAG_CHROMA_URL", "RAG_AUTH", "RAG_API_KEYS", "RAG_ANSWERER", "RAG_HOST", "RAG_PORT")}
     env.update(RAG_CORPUS=str(corpus), RAG_INDEX=str(root / "index"), **env_extra)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300  # an empty index is filled from the corpus before the server listens
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"rag serve exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.5)
-    stop_process(proc, 10)
-    pytest.fail(f"rag serve did not answer /healthz: {log.read_text(errors='replace')[-2000:]}")
+    return start_serve(env, log)
 
 
 @pytest.fixture(scope="module")

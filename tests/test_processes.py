@@ -24,7 +24,7 @@ from rag.config import Settings
 from rag.errors import IngestRunning
 from rag.service import Service
 from tests.conftest import CORPUS, ROOT, SEED_SHELLS, SEED_TROOPS
-from tests.helpers import free_port, stop_process
+from tests.helpers import start_serve, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -44,25 +44,6 @@ def _env(corpus: Path, index: Path, **extra: str) -> dict[str, str]:
     env.update(RAG_CORPUS=str(corpus), RAG_INDEX=str(index), RAG_ANSWERER="extractive", **extra)
     return env
 
-
-def start_serve(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`rag serve` in its own process on a free loopback port; returns it and its base URL once /healthz answers."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *args], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300  # an empty index is filled from the corpus before the server listens
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"rag serve exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.5)
-    stop_process(proc, 10)
-    pytest.fail(f"rag serve did not answer /healthz: {log.read_text(errors='replace')[-2000:]}")
 
 
 def rag_ingest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from rag.config import Settings, repo_root
 from rag.service import Service
 from tests.conftest import CORPUS, SEED_SHELLS
-from tests.helpers import running_app
+from tests.helpers import CHROMIUM, chromium, running_app
 from tests.test_formats import HARBOUR_PAGES, make_pdf
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = repo_root() / "reports" / "screenshots"
 DOCS = repo_root() / "docs"
 ANSWER_TIMEOUT_MS = 90_000
@@ -43,12 +39,8 @@ def service(tmp_path_factory, embedder) -> Service:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

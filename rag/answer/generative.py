@@ -320,7 +320,8 @@ class GenerativeAnswerer:
         """"" when the evidence answers the question, else the reason it does not: a count asked for needs
         a number in the evidence ("fires multiple missiles" led the judges to answer "how many"), then the
         model's verdict (see ANSWERABLE)."""
-        if self.settings.count_rule and _WANTS_COUNT.search(question) and not any(_GIVES_COUNT.search(e.cand.text) for e in evidence):
+        gives_count = any(_GIVES_COUNT.search(e.cand.text) for e in evidence)
+        if self.settings.count_rule and _WANTS_COUNT.search(question) and not gives_count:
             trace["answerable"] = {"count_given": False}
             return "the question asks for a count and no passage gives one"
         p = self.answerability(question, evidence)
