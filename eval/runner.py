@@ -123,8 +123,6 @@ def lost_at(label: Label, ans: dict[str, Any], strings: Sequence[str], doc_text:
     if "passages" in (trace.get("evidence") or {}) and not _stage_holds(ans, "evidence", strings, doc_text):
         return "evidence"
     if ans.get("abstained"):
-        if "answers" in trace:  # written and verified, then judged no answer to the question
-            return "verify"
         return "answerable" if "answerable" in trace else "evidence"
     write = (trace.get("write") or {}).get("text")
     if write is None:

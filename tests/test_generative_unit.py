@@ -298,21 +298,6 @@ def test_every_answer_traces_its_stages_and_a_refusal_names_its_check(make):
     assert ans.abstained and ans.trace["refusal_reason"]
 
 
-def test_a_supported_sentence_that_does_not_answer_the_question_is_refused(make):
-    # The scripted judge says a sentence answers when it shares three words with the question.
-    answerer, _ = make("Yes. The tunnel opened in 1987 [1].")
-    answerer.settings = replace(answerer.settings, answers_question=0.5)
-    ans, deltas = _run(answerer, "When did the harbour tunnel open?")
-    assert ans.abstained and deltas == []
-    assert "as an answer to the question" in ans.trace["refusal_reason"]
-    assert ans.trace["verify"]["sentences"]  # it was written and verified first
-    answerer, _ = make("Yes. The harbour tunnel opened in 1987 [1].")
-    answerer.settings = replace(answerer.settings, answers_question=0.5)
-    ans, _ = _run(answerer, "When did the harbour tunnel open?")
-    assert not ans.abstained and ans.trace["answers"]["score"] >= 0.5
-    _check_citations(ans)
-
-
 def test_each_rule_group_can_be_switched_off(make):
     answerer, model = make("Yes. Many vehicles cross the harbour tunnel each day [1].")
     question = "How many vehicles cross the harbour tunnel each day?"
