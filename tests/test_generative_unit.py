@@ -326,3 +326,10 @@ def test_a_service_owns_its_chat_model_and_its_answerer_uses_it(make_service, ha
     other = make_service(embedder=hash_embedder, answerer_name="generative",
                          models=ChatModels(load=lambda s: FakeChatModel()))
     assert other.answerer.llm is not fake  # nothing is shared through the process
+
+
+def test_the_stages_read_the_question_without_the_words_that_date_it(make):
+    answerer, model = make("Yes. The harbour tunnel opened in 1987 [1].")
+    ans, _ = _run(answerer, "When did the harbour tunnel open this week?")
+    assert not ans.abstained and ans.question == "When did the harbour tunnel open this week?"
+    assert model.prompts and all("this week" not in p for p in model.prompts)

@@ -33,7 +33,7 @@ from rag.answer.verify import SupportJudge, clean_claim
 from rag.config import Settings
 from rag.embedding import _NumpyEmbedding
 from rag.llm import ChatModel, ChatModels, Message
-from rag.text import NUMBER_WORDS, sentence_spans
+from rag.text import NUMBER_WORDS, sentence_spans, without_when_asked
 from rag.types import Answer, Citation, Hit
 
 SYSTEM = (
@@ -222,6 +222,9 @@ class GenerativeAnswerer:
 
     def stream(self, question: str, hits: list[Hit], doc_text: DocTexts) -> Iterator[tuple[str, Any]]:
         t0 = time.perf_counter()
+        # Every stage reads the question without "this week" and the like (rag/text.py): the model's verdict
+        # otherwise looks for the week in the passages ("... sent to Russia this week" refused, 0.46).
+        asked, question = question, without_when_asked(question)
         timings: dict[str, int] = {}
         trace: dict[str, Any] = {}
         judge_calls = self.judge.calls
@@ -241,7 +244,7 @@ class GenerativeAnswerer:
                 refusal = self.decide(question, evidence, trace)
         if refusal:
             trace["refusal_reason"] = refusal
-            ans = abstain(question)
+            ans = abstain(asked)
             ans.timings = {"first_token_ms": _ms(t0)}
             ans.trace = trace
             yield "answer", ans
@@ -269,7 +272,7 @@ class GenerativeAnswerer:
         timings["judge_calls"] = self.judge.calls - judge_calls
         citations = self._citations(evidence, draft, doc_text)
         trace["cite"] = {"citations": len(citations)}
-        ans = Answer(question=question, answer=" ".join(draft.sentences), abstained=False,
+        ans = Answer(question=asked, answer=" ".join(draft.sentences), abstained=False,
                      citations=citations, timings=timings,
                      conflict=bool(conflict) and all(any(k[0] == i for k in draft.numbers) for i in conflict or ()))
         ans.trace = trace
