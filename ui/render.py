@@ -14,14 +14,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rag.answer.base import MARKER
+from rag.text import sentence_spans
 from rag.types import Answer, Citation
 
-# A sentence ends at . ! ? (and closing quotes) before a capital, a digit or an opening quote; not after a
-# lone capital ("U.S. Forces") or a title ("Gen. Xavier").
-SENTENCE_END = re.compile(
-    r"(?<!\b[A-Z])(?<!\bGen|\bSen|\bRep|\bCol|\bSgt|\bGov)(?<!\bMr|\bMs|\bDr|\bSt|\bLt|\bJr|\bSr|\bNo|\bvs)"
-    r"[.!?][\"”’')\]]*\s+(?=[A-Z0-9\"“‘'(\[-])|\n+"
-)
 CONTEXT_CHARS = 360  # at most this much text on each side of a quote
 CONTEXT_SENTENCES = 1  # whole sentences shown before and after the one holding the quote
 
@@ -49,18 +44,18 @@ def _safe_url(url: str) -> str:
 
 
 def context_window(text: str, start: int, end: int) -> tuple[str, str, str, bool, bool]:
-    """(before, quote, after, cut_before, cut_after): the quote inside the sentences around it."""
-    lo = max(0, start - CONTEXT_CHARS)
-    # one character past the quote's start lets a boundary just before it see the capital that follows
-    ends = [m.end() for m in SENTENCE_END.finditer(text, lo, min(len(text), start + 1)) if m.end() <= start]
-    keep = len(ends) - 1 - CONTEXT_SENTENCES
-    cut_from, cut_before = (ends[keep], False) if keep >= 0 else (lo, lo > 0)
-    hi = min(len(text), end + CONTEXT_CHARS)
-    ends = [m.end() for m in SENTENCE_END.finditer(text, max(0, end - 1), min(len(text), hi + 1))
-            if end <= m.end() <= hi]
-    # ends[0] closes the quote's own sentence (the search starts on its last character)
-    wanted = CONTEXT_SENTENCES
-    cut_to, cut_after = (ends[wanted], False) if len(ends) > wanted else (hi, hi < len(text))
+    """(before, quote, after, cut_before, cut_after): the quote inside the sentences around it (the one
+    sentence splitter, rag/text.py), within CONTEXT_CHARS each side; a cut flag says the window stopped
+    inside a sentence."""
+    lo, hi = max(0, start - CONTEXT_CHARS), min(len(text), end + CONTEXT_CHARS)
+    spans = sentence_spans(text, lo, hi)
+    # sentence starts at or before the quote; the window's own edge counts only at the text's start
+    starts = [s for s, _ in spans if (s > lo or lo == 0) and s <= start]
+    cut_from, cut_before = ((starts[-1 - CONTEXT_SENTENCES], False) if len(starts) > CONTEXT_SENTENCES
+                            else (lo, lo > 0))
+    ends = [e for _, e in spans if e >= end and (e < hi or hi == len(text))]
+    cut_to, cut_after = ((ends[CONTEXT_SENTENCES], False) if len(ends) > CONTEXT_SENTENCES
+                         else (hi, hi < len(text)))
     before, after = text[cut_from:start], text[end:cut_to]
     return before.lstrip("\n"), text[start:end], after.rstrip(), cut_before, cut_after
 
