@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- second opinion": {"second_opinion": False},
     "- model verdict": {"answerable": (0.0, 0.0)},
     "- conflict stage": {"conflict_stage": False},
+    "- question cleaning": {"clean_question": False},
     # tried: one-fact questions read the four best sentences (the extractive answer quotes three)
     "one fact reads 4 sentences": {"one_fact": Budget(passages=4, window=0, chars=1800, max_tokens=80, margin=0.2)},
 }

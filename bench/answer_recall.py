@@ -68,14 +68,14 @@ def main() -> None:
             t0 = time.perf_counter()
             hits = search(it.question, max(ks))
             times.append(time.perf_counter() - t0)
+            # each hit judged once, then counted at every cut-off
+            in_chunk = [any(datasets.contains(datasets.normalise(h.text), g) for g in golds) for h in hits]
+            in_page = [any(datasets.contains(docs.get(h.doc_id, ""), g) for g in golds) for h in hits]
+            near = [bool(args.around) and h.doc_id in raw and any(datasets.contains(datasets.normalise(
+                raw[h.doc_id][max(0, h.start - args.around): h.end + args.around]), g) for g in golds) for h in hits]
             for k in ks:
-                top = hits[:k]
-                found[k][0] += any(datasets.contains(datasets.normalise(h.text), g) for h in top for g in golds)
-                found[k][1] += any(datasets.contains(docs.get(h.doc_id, ""), g) for h in top for g in golds)
-                if args.around:
-                    near = [datasets.normalise(raw[h.doc_id][max(0, h.start - args.around): h.end + args.around])
-                            for h in top if h.doc_id in raw]
-                    found[k][2] += any(datasets.contains(t, g) for t in near for g in golds)
+                for i, flags in enumerate((in_chunk, in_page, near)):
+                    found[k][i] += any(flags[:k])
         cells = " | ".join(f"{found[k][i] / len(items):.3f}" for k in ks for i in range(len(cols)))
         print(f"| {name} | {cells} | {np.median(times) * 1000:.0f} |", flush=True)
 

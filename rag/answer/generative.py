@@ -148,6 +148,7 @@ class PipelineSettings:
     count_rule: bool = True  # a "how many" question needs a number in the evidence
     second_opinion: bool = True  # inside the verdict band a second judge decides; off: the band's low end
     conflict_stage: bool = True  # two documents giving different figures are both stated
+    clean_question: bool = True  # the stages read the question without "this week" and the like
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -224,7 +225,9 @@ class GenerativeAnswerer:
         t0 = time.perf_counter()
         # Every stage reads the question without "this week" and the like (rag/text.py): the model's verdict
         # otherwise looks for the week in the passages ("... sent to Russia this week" refused, 0.46).
-        asked, question = question, without_when_asked(question)
+        asked = question
+        if self.settings.clean_question:
+            question = without_when_asked(question)
         timings: dict[str, int] = {}
         trace: dict[str, Any] = {}
         judge_calls = self.judge.calls
@@ -312,8 +315,8 @@ class GenerativeAnswerer:
         """"" when the evidence answers the question, else the reason it does not: a count asked for needs
         a number in the evidence ("fires multiple missiles" led the judges to answer "how many"), then the
         model's verdict (see ANSWERABLE)."""
-        gives_count = any(_GIVES_COUNT.search(e.cand.text) for e in evidence)
-        if self.settings.count_rule and _WANTS_COUNT.search(question) and not gives_count:
+        if (self.settings.count_rule and _WANTS_COUNT.search(question)
+                and not any(_GIVES_COUNT.search(e.cand.text) for e in evidence)):
             trace["answerable"] = {"count_given": False}
             return "the question asks for a count and no passage gives one"
         p = self.answerability(question, evidence)
