@@ -14,6 +14,9 @@ scorer elsewhere), unanswerable questions refused and answerable ones refused.
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -40,6 +43,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- question cleaning": {"clean_question": False},
     # tried: one-fact questions read the four best sentences (the extractive answer quotes three)
     "one fact reads 4 sentences": {"one_fact": Budget(passages=4, window=0, chars=1800, max_tokens=80, margin=0.2)},
+    # session 8: an example whose answer is in the second passage, with more sentences to pick from
+    "pick example": {"pick_example": True},
+    "reads 4 + pick": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2)},
+    "reads 4 + pick - count - names": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2),
+                                        "count_rule": False, "names_rule": False},
+    "reads 6 + pick - count - names": {"pick_example": True, "one_fact": Budget(6, 0, 2400, 80, 0.25),
+                                        "count_rule": False, "names_rule": False},
 }
 
 
@@ -64,6 +74,7 @@ def main() -> None:
     ap.add_argument("--rtqa-index", type=Path, default=None,
                     help="the index of all realtimeqa_2026 pages (else a sample is indexed)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--rows", type=Path, default=None, help="a folder for each variant's scored rows (JSON)")
     args = ap.parse_args()
     set_offline_env()
     judge = build_judge("auto", Settings.from_env())
@@ -104,8 +115,13 @@ def main() -> None:
             t0 = time.perf_counter()
             rows = ask_all(svc, items, judge=judge, gold_for=gold_for, public_score=score)
             table.setdefault(variant, {})[name] = _figures(rows, name == "labeled")
+            p50 = statistics.median(r["total_ms"] for r in rows) / 1000 if rows else 0
             print(f"{name:18} {variant:18} {table[variant][name]}  ({len(items)} q, "
-                  f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+                  f"{time.perf_counter() - t0:.0f} s, p50 {p50:.1f} s)", file=sys.stderr, flush=True)
+            if args.rows:
+                args.rows.mkdir(parents=True, exist_ok=True)
+                slug = re.sub(r"\W+", "-", variant).strip("-")
+                (args.rows / f"{name}.{slug}.json").write_text(json.dumps(rows, indent=1))
         answerer.settings = base
     sets = args.sets.split(",")
     print("right / unanswerable refused / answerable refused")

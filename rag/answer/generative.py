@@ -72,8 +72,27 @@ EXAMPLES: list[tuple[list[str], str, str]] = [
      "Yes. The festival opens with a parade [1]. Twelve bands play its jazz stage [1]. There are food "
      "stalls along the river [3]. A fireworks show closes the last night [3]."),
 ]
-# Changes with the instructions and examples: receipts name it, so an answer says which prompt made it.
-PROMPT_VERSION = hashlib.sha256(repr((SYSTEM, EXAMPLES)).encode()).hexdigest()[:12]
+# A question whose first passage is on its topic but answers a neighbouring question: the answer is read
+# from the passage that names what was asked (a person who will lead, not one who visited).
+PICK_EXAMPLE: tuple[list[str], str, str] = (
+    ["Mayor Okafor toured the flooded district on Tuesday and promised help to the residents.",
+     "The council named Priya Hallstrom, a civil engineer, to lead the new flood recovery office.",
+     "Rain is expected to ease by the weekend."],
+    "Who will lead the flood recovery office?",
+    "Yes. Priya Hallstrom, a civil engineer, will lead the flood recovery office [2].",
+)
+
+
+def prompt_examples(pick: bool) -> list[tuple[list[str], str, str]]:
+    """The few-shot examples the prompt shows (with the pick example second when `pick`)."""
+    return [EXAMPLES[0], PICK_EXAMPLE, *EXAMPLES[1:]] if pick else list(EXAMPLES)
+
+
+def prompt_version(pick: bool) -> str:
+    """Changes with the instructions and examples: receipts name it, so an answer says which prompt made it."""
+    return hashlib.sha256(repr((SYSTEM, prompt_examples(pick))).encode()).hexdigest()[:12]
+
+
 # The reply's first word is its verdict on whether the passages answer (see `answerability`); refusing is
 # decided from that word's probability and the evidence, and the word itself is never shown.
 _VERDICT = re.compile(r"^\s*(?:yes|no)\b[\s.,:;!-]*", re.I)
@@ -149,6 +168,7 @@ class PipelineSettings:
     second_opinion: bool = True  # inside the verdict band a second judge decides; off: the band's low end
     conflict_stage: bool = True  # two documents giving different figures are both stated
     clean_question: bool = True  # the stages read the question without "this week" and the like
+    pick_example: bool = False  # the prompt shows an example whose answer is in its second passage
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -193,7 +213,6 @@ class GenerativeAnswerer:
     """Generates from the evidence passages, verifies each sentence, streams only verified text."""
 
     name = "generative"
-    prompt_version = PROMPT_VERSION
 
     def __init__(
         self,
@@ -207,6 +226,10 @@ class GenerativeAnswerer:
         self.selector = selector
         self.judge = judge or SupportJudge(llm)
         self.settings = settings or PipelineSettings()
+
+    @property
+    def prompt_version(self) -> str:
+        return prompt_version(self.settings.pick_example)
 
     @property
     def retrieve_k(self) -> int:
@@ -378,7 +401,7 @@ class GenerativeAnswerer:
     def messages(self, question: str, evidence: list[Evidence], conflict: list[int] | None) -> list[Message]:
         """System rules and examples (a fixed prefix the model keeps cached), then this question."""
         msgs: list[Message] = [{"role": "system", "content": SYSTEM}]
-        for ps, q, a in EXAMPLES:
+        for ps, q, a in prompt_examples(self.settings.pick_example):
             msgs += [{"role": "user", "content": _user_turn(ps, q)}, {"role": "assistant", "content": a}]
         turn = _user_turn([e.text for e in evidence], question)
         if conflict:
