@@ -10,7 +10,7 @@ import re
 from datetime import date
 from functools import cache
 
-__all__ = ["MONTHS", "NUMBER_WORDS", "WORD", "named_dates", "normalise_date", "sentence_spans", "spoken_date",
+__all__ = ["MONTHS", "NUMBER_WORDS", "WORD", "counts", "named_dates", "normalise_date", "sentence_spans", "spoken_date",
            "terms"]
 
 # --- sentences -------------------------------------------------------------------------------------------
@@ -135,6 +135,20 @@ def named_dates(question: str) -> list[str]:
                 continue
             found.append((match.start(), day.isoformat()))
     return list(dict.fromkeys(d for _, d in sorted(found)))
+
+
+# A date or a year is a number that counts nothing: "on May 7, 2025" does not say how many.
+_NOT_COUNTS = re.compile(r"\b" + _MONTH + r"\s+\d{1,2}(?:st|nd|rd|th)?\b(?:,?\s+\d{4}\b)?|\b\d{1,2}(?:st|nd|rd|th)?\s+"
+                         r"(?:of\s+)?" + _MONTH + r"|\b(?:1[89]|20)\d{2}\b|\[\d+\]", re.I)
+_COUNTS = re.compile(r"\d+(?:[.,]\d+)*|\b(?:" + "|".join(NUMBER_WORDS) + r"|\w+teen|twenty|thirty|forty|fifty|"
+                     r"sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|dozens?|none|both)\b",
+                     re.I)
+
+
+def counts(text: str) -> set[str]:
+    """The numbers a text gives that could answer "how many" (digits or words, lower case), leaving out
+    dates, years and citation markers."""
+    return {m.group(0).lower() for m in _COUNTS.finditer(_NOT_COUNTS.sub(" ", text))}
 
 
 def spoken_date(value: str) -> str:
