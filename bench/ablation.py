@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "reads 4 + pick - count - names": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2),
                                         "count_rule": False, "names_rule": False},
     "reads 4 + pick - names": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2), "names_rule": False},
+    "reads 4 + pick + miss - names": {"pick_example": True, "miss_example": True,
+                                       "one_fact": Budget(4, 0, 1800, 80, 0.2), "names_rule": False},
     "reads 6 + pick - count - names": {"pick_example": True, "one_fact": Budget(6, 0, 2400, 80, 0.25),
                                         "count_rule": False, "names_rule": False},
 }

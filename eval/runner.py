@@ -75,6 +75,9 @@ def score_answer(
         "error": ans.get("error"),
     }
     refusal = (ans.get("trace") or {}).get("refusal_reason")
+    verdict = ((ans.get("trace") or {}).get("answerable") or {}).get("verdict")
+    if verdict is not None:  # the model's P(the passages answer): what a refusal threshold is calibrated on
+        row["verdict"] = verdict
     if abstained:
         row["refusal_reason"] = refusal or ""
     if public_score is not None:

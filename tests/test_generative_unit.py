@@ -356,3 +356,15 @@ def test_the_stages_read_the_question_without_the_words_that_date_it(make):
     ans, _ = _run(answerer, "When did the harbour tunnel open this week?")
     assert not ans.abstained and ans.question == "When did the harbour tunnel open this week?"
     assert model.prompts and all("this week" not in p for p in model.prompts)
+
+
+def test_the_optional_examples_are_placed_and_change_the_prompt_version():
+    from rag.answer.generative import EXAMPLES, MISS_EXAMPLE, PICK_EXAMPLE, prompt_examples, prompt_version
+
+    assert prompt_examples(False) == EXAMPLES
+    shown = prompt_examples(True, True)
+    assert shown[1] == PICK_EXAMPLE
+    # the near miss follows the first example replied No, and is itself replied No
+    first_no = next(i for i, (_, _, a) in enumerate(shown) if a == "No.")
+    assert shown[first_no + 1] == MISS_EXAMPLE and MISS_EXAMPLE[2] == "No."
+    assert len({prompt_version(False), prompt_version(True), prompt_version(True, True)}) == 3

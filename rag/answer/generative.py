@@ -83,14 +83,29 @@ PICK_EXAMPLE: tuple[list[str], str, str] = (
 )
 
 
-def prompt_examples(pick: bool) -> list[tuple[list[str], str, str]]:
-    """The few-shot examples the prompt shows (with the pick example second when `pick`)."""
-    return [EXAMPLES[0], PICK_EXAMPLE, *EXAMPLES[1:]] if pick else list(EXAMPLES)
+# Passages on the question's topic that answer a neighbouring question (who visited, not who will visit):
+# the reply is No, as for passages off the topic.
+MISS_EXAMPLE: tuple[list[str], str, str] = (
+    ["Former sprinter Ama Boateng visited the new stadium on Saturday and praised its track.",
+     "The stadium, which seats 40,000, was built in two years."],
+    "Which head of state will open the stadium?",
+    "No.",
+)
 
 
-def prompt_version(pick: bool) -> str:
+def prompt_examples(pick: bool, miss: bool = False) -> list[tuple[list[str], str, str]]:
+    """The few-shot examples the prompt shows: the pick example second when `pick`, the near miss after
+    the first No when `miss`."""
+    shown = [EXAMPLES[0], PICK_EXAMPLE, *EXAMPLES[1:]] if pick else list(EXAMPLES)
+    if miss:
+        at = next(i for i, (_, _, a) in enumerate(shown) if a == "No.") + 1
+        shown.insert(at, MISS_EXAMPLE)
+    return shown
+
+
+def prompt_version(pick: bool, miss: bool = False) -> str:
     """Changes with the instructions and examples: receipts name it, so an answer says which prompt made it."""
-    return hashlib.sha256(repr((SYSTEM, prompt_examples(pick))).encode()).hexdigest()[:12]
+    return hashlib.sha256(repr((SYSTEM, prompt_examples(pick, miss))).encode()).hexdigest()[:12]
 
 
 # The reply's first word is its verdict on whether the passages answer (see `answerability`); refusing is
@@ -167,6 +182,7 @@ class PipelineSettings:
     conflict_stage: bool = True  # two documents giving different figures are both stated
     clean_question: bool = True  # the stages read the question without "this week" and the like
     pick_example: bool = False  # the prompt shows an example whose answer is in its second passage
+    miss_example: bool = False  # and one whose passages answer a neighbouring question (reply No)
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -233,7 +249,7 @@ class GenerativeAnswerer:
 
     @property
     def prompt_version(self) -> str:
-        return prompt_version(self.settings.pick_example)
+        return prompt_version(self.settings.pick_example, self.settings.miss_example)
 
     @property
     def retrieve_k(self) -> int:
@@ -413,7 +429,7 @@ class GenerativeAnswerer:
     def messages(self, question: str, evidence: list[Evidence], conflict: list[int] | None) -> list[Message]:
         """System rules and examples (a fixed prefix the model keeps cached), then this question."""
         msgs: list[Message] = [{"role": "system", "content": SYSTEM}]
-        for ps, q, a in prompt_examples(self.settings.pick_example):
+        for ps, q, a in prompt_examples(self.settings.pick_example, self.settings.miss_example):
             msgs += [{"role": "user", "content": _user_turn(ps, q)}, {"role": "assistant", "content": a}]
         turn = _user_turn([e.text for e in evidence], question)
         if conflict:
