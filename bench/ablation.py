@@ -35,24 +35,17 @@ from rag.service import Service
 VARIANTS: dict[str, dict[str, Any]] = {
     "all rules": {},
     "- evidence floor": {"evidence_floor": False},
-    "- names rule": {"names_rule": False},
     "- count rule": {"count_rule": False},
     "- second opinion": {"second_opinion": False},
     "- model verdict": {"answerable": (0.0, 0.0)},
     "- conflict stage": {"conflict_stage": False},
     "- question cleaning": {"clean_question": False},
-    # tried: one-fact questions read the four best sentences (the extractive answer quotes three)
-    "one fact reads 4 sentences": {"one_fact": Budget(passages=4, window=0, chars=1800, max_tokens=80, margin=0.2)},
-    # session 8: an example whose answer is in the second passage, with more sentences to pick from
-    "pick example": {"pick_example": True},
-    "reads 4 + pick": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2)},
-    "reads 4 + pick - count - names": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2),
-                                        "count_rule": False, "names_rule": False},
-    "reads 4 + pick - names": {"pick_example": True, "one_fact": Budget(4, 0, 1800, 80, 0.2), "names_rule": False},
-    "reads 4 + pick + miss - names": {"pick_example": True, "miss_example": True,
-                                       "one_fact": Budget(4, 0, 1800, 80, 0.2), "names_rule": False},
-    "reads 6 + pick - count - names": {"pick_example": True, "one_fact": Budget(6, 0, 2400, 80, 0.25),
-                                        "count_rule": False, "names_rule": False},
+    "- miss example": {"miss_example": False},
+    "- pick example - miss example": {"pick_example": False, "miss_example": False},
+    # the default until session 10: one-fact questions read the two best sentences, no pick or miss example
+    "one fact reads 2 sentences": {"one_fact": Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12),
+                                   "pick_example": False, "miss_example": False},
+    "one fact reads 6 sentences": {"one_fact": Budget(6, 0, 2400, 80, 0.25)},
 }
 
 
