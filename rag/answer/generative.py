@@ -167,9 +167,10 @@ class PipelineSettings:
     retrieve_k: int = 8  # chunks retrieved for an answer (the user's k overrides)
     # One fact: the four best sentences (within 0.2 of the best), each alone, with the prompt's examples of
     # an answer in the second passage and of passages that answer a neighbouring question. On the first 80
-    # realtimeqa_2026 questions: right 0.28 against 0.18 with two sentences, unanswerable refused 0.55
-    # against 0.50; the labeled set 0.84 / 0.92 / 0.02. Five passages with a sentence either side lost four
-    # must-pass seed questions (the 1.5B model stated the wrong figure of a longer passage).
+    # realtimeqa_2026 questions, one run: right 0.28 against 0.19 with two sentences, unanswerable refused
+    # 0.45 against 0.55 (SQuAD2: 0.42 against 0.58); the labeled set 0.84 / 0.92 / 0.02. Five passages
+    # with a sentence either side lost four must-pass seed questions (the 1.5B model stated the wrong
+    # figure of a longer passage).
     # docs/answers.md#budgets has the runs.
     one_fact: Budget = Budget(passages=4, window=0, chars=1800, max_tokens=80, margin=0.2)
     several: Budget = Budget(passages=8, window=1, chars=2800, max_tokens=220, margin=0.25)
