@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "one fact reads 2 sentences": {"one_fact": Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12),
                                    "pick_example": False, "miss_example": False},
     "one fact reads 6 sentences": {"one_fact": Budget(6, 0, 2400, 80, 0.25)},
+    # a larger candidate pool: the sentences are chosen from 16 retrieved chunks, not 8
+    "retrieve 16 chunks": {"retrieve_k": 16},
 }
 
 

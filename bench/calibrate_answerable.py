@@ -4,6 +4,12 @@ questions (SQuAD 2.0), and report how the rule fares on the hand-labeled questio
 which it was not chosen on.
 
     nice -n 10 .venv/bin/python -m bench.calibrate_answerable [--limit 200]
+    .venv/bin/python -m bench.calibrate_answerable --rows reports/eval-realtimeqa_2026.json [...]
+
+With `--rows`, nothing is asked: the scored rows of earlier runs (a `rag eval` report, or the rows
+`bench.ablation --rows` writes) are re-decided with the band's low end raised to each cut in turn. A row
+keeps the model's verdict, so this is exact for a low end up to the band's high end: an answer whose
+verdict is under the cut would have been refused, and one above it was kept by the same checks.
 
 Only questions whose evidence passes the extractive refusal rules reach the check (the others are refused
 before it), so those are the ones scored. The public set is indexed where `rag eval --dataset squad2_500`
@@ -13,8 +19,10 @@ keeps it (.rag/eval/squad2_500), so after an eval run nothing is embedded.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rag.config import Settings, repo_root, set_offline_env
 
@@ -43,11 +51,40 @@ def _line(name: str, scored: list[tuple[float, float, bool]], band: tuple[float,
             f"second judge asked {len(asked)}/{len(scored)}")
 
 
+def _rows_of(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """{run name: scored rows} of a `rag eval` report (each answerer's run) or an ablation rows file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        return {path.stem: data}
+    return {f"{path.stem} {run['answerer']}": run["rows"] for run in data["runs"]}
+
+
+def _cut(rows: list[dict[str, Any]], cut: float) -> str:
+    """right / unanswerable refused / answerable refused, refusing every answer whose verdict is under `cut`."""
+    def refused(r: dict[str, Any]) -> bool:
+        return bool(r.get("abstained")) or (r.get("verdict") is not None and r["verdict"] < cut)
+    yes = [r for r in rows if r["answerable"]]
+    no = [r for r in rows if not r["answerable"]]
+    right = sum(bool(r["passed"]) and not refused(r) for r in yes) / max(1, len(yes))
+    return (f"{right:.2f} / {sum(map(refused, no)) / max(1, len(no)):.2f} / "
+            f"{sum(map(refused, yes)) / max(1, len(yes)):.2f}  ({len(yes)} answerable, {len(no)} not)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="squad2_500")
     ap.add_argument("--limit", type=int, default=200, help="questions of the public set (fixed sample)")
+    ap.add_argument("--rows", type=Path, nargs="+", help="re-decide the rows of earlier runs, asking nothing")
     args = ap.parse_args()
+    if args.rows:
+        from rag.answer.generative import ANSWERABLE
+        cuts = sorted({ANSWERABLE[0], 0.6, 0.65, 0.7, 0.75, 0.8, 0.9})
+        print("right / unanswerable refused / answerable refused, refusing verdicts under each cut")
+        for path in args.rows:
+            for name, rows in _rows_of(path).items():
+                for cut in cuts:
+                    print(f"{name}  cut {cut:.2f}: {_cut(rows, cut)}")
+        return
     set_offline_env()
     from eval import datasets
     from eval.labels import load_labels
