@@ -51,7 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _figures(rows: list[dict[str, Any]], labeled: bool) -> str:
+def figures(rows: list[dict[str, Any]], labeled: bool) -> str:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     # labeled: fact recall; a public set: its own scorer's verdict on the answerable questions
@@ -112,7 +112,7 @@ def main() -> None:
             answerer.settings = replace(base, **VARIANTS[variant])
             t0 = time.perf_counter()
             rows = ask_all(svc, items, judge=judge, gold_for=gold_for, public_score=score)
-            table.setdefault(variant, {})[name] = _figures(rows, name == "labeled")
+            table.setdefault(variant, {})[name] = figures(rows, name == "labeled")
             p50 = statistics.median(r["total_ms"] for r in rows) / 1000 if rows else 0
             print(f"{name:18} {variant:18} {table[variant][name]}  ({len(items)} q, "
                   f"{time.perf_counter() - t0:.0f} s, p50 {p50:.1f} s)", file=sys.stderr, flush=True)

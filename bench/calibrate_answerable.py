@@ -60,14 +60,14 @@ def _rows_of(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _cut(rows: list[dict[str, Any]], cut: float) -> str:
-    """right / unanswerable refused / answerable refused, refusing every answer whose verdict is under `cut`."""
+    """The ablation's figures with every answer whose verdict is under `cut` refused."""
+    from bench.ablation import figures
+
     def refused(r: dict[str, Any]) -> bool:
         return bool(r.get("abstained")) or (r.get("verdict") is not None and r["verdict"] < cut)
-    yes = [r for r in rows if r["answerable"]]
-    no = [r for r in rows if not r["answerable"]]
-    right = sum(bool(r["passed"]) and not refused(r) for r in yes) / max(1, len(yes))
-    return (f"{right:.2f} / {sum(map(refused, no)) / max(1, len(no)):.2f} / "
-            f"{sum(map(refused, yes)) / max(1, len(yes)):.2f}  ({len(yes)} answerable, {len(no)} not)")
+    redecided = [{**r, "abstained": refused(r), "passed": bool(r["passed"]) and not refused(r)} for r in rows]
+    n = sum(bool(r["answerable"]) for r in rows)
+    return f"{figures(redecided, labeled=False)}  ({n} answerable, {len(rows) - n} not)"
 
 
 def main() -> None:
