@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- model verdict": {"answerable": (0.0, 0.0)},
     "- conflict stage": {"conflict_stage": False},
     "- question cleaning": {"clean_question": False},
+    "- sentence titles": {"titled": False},
+    "- name rule": {"name_rule": False},
+    "- sentence titles - name rule": {"titled": False, "name_rule": False},
     "- miss example": {"miss_example": False},
     "- pick example - miss example": {"pick_example": False, "miss_example": False},
     # the default until session 10: one-fact questions read the two best sentences, no pick or miss example

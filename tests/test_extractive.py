@@ -95,3 +95,43 @@ def test_a_long_question_is_on_topic_before_every_word_is_matched(hash_embedder)
     long = "Did TechCrunch write that Epic Games won its case against Google in court, unlike Valve and Steam?"
     best = ex.candidates(long, _multi_hits("t1"), MULTI.__getitem__)[0]
     assert abs(ex.evidence_score(long, best) - (best.score + 0.5 * (1 - 7 / 12))) < 1e-9
+
+
+def test_a_which_question_prefers_the_sentence_that_names_something_new(hash_embedder):
+    from rag.answer.evidence import score_sentences
+
+    text = "The city faces a water emergency this year. Corpus Christi may run dry by next spring."
+    hits = [Hit(doc_id="w", chunk_id="w:0", score=0.5, start=0, end=len(text), source="w.txt", text=text)]
+    question = "Which city faces a water emergency?"
+    with_rule = score_sentences(question, hits, {"w": text}.__getitem__, hash_embedder)
+    without = {c.text: c.score for c in score_sentences(question, hits, {"w": text}.__getitem__, hash_embedder,
+                                                         name_rule=False)}
+    scores = {c.text: c.score for c in with_rule}
+    first, second = text.split(". ")
+    assert round(without[first + "."] - scores[first + "."], 6) == 0.1  # names nothing the question lacks
+    assert scores[second] == without[second]  # names Corpus Christi
+
+
+def test_only_questions_asking_for_a_name_and_new_capitalised_words_count():
+    from rag.answer.evidence import names_new, wants_name
+
+    assert wants_name("which city ran out of water?") and wants_name("Who won?") and wants_name("What is it?")
+    assert not wants_name("How many troops were sent?") and not wants_name("When did it open?")
+    words = {"which", "city", "in", "texas"}
+    assert names_new(words, "The mayor of Austin spoke.")
+    assert not names_new(words, "Texas is dry.")  # its first word is not counted, and Texas is asked
+    assert not names_new(words, "The city in Texas is dry.")
+
+
+def test_the_title_is_read_with_each_sentence_unless_switched_off(hash_embedder):
+    from rag.answer.evidence import score_sentences
+
+    text = "It may run dry by next spring, officials said."
+    hit = Hit(doc_id="w", chunk_id="w:0", score=0.5, start=0, end=len(text), source="w.txt", text=text,
+              title="Corpus Christi water emergency")
+    question = "Which Texas city may run out of water?"
+    titled = score_sentences(question, [hit], {"w": text}.__getitem__, hash_embedder, name_rule=False)
+    plain = score_sentences(question, [hit], {"w": text}.__getitem__, hash_embedder, titled=False,
+                            name_rule=False)
+    assert titled[0].text == plain[0].text == text  # the quote is the sentence alone
+    assert titled[0].score != plain[0].score

@@ -56,6 +56,19 @@ def wants_number(question: str) -> bool:
     return bool(re.match(r"\s*how (many|much|long|old|far)\b|\s*what (number|percentage)", question, re.I))
 
 
+def wants_name(question: str) -> bool:
+    """A question whose answer is usually a name: it opens with which, what, who(m/se) or where."""
+    return bool(re.match(r"\s*(which|what|who|whom|whose|where)\b", question, re.I))
+
+
+_CAPITALISED = re.compile(r"\b[A-Z][a-z]+")
+
+
+def names_new(question_words: set[str], sentence: str) -> bool:
+    """Whether the sentence has a capitalised word, after its first letter, that the question lacks."""
+    return any(w.lower() not in question_words for w in _CAPITALISED.findall(sentence[1:]))
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One whole sentence of a retrieved document, scored against the question."""
@@ -69,11 +82,15 @@ class Candidate:
 
 
 def score_sentences(question: str, hits: list[Hit], doc_text: DocTexts, embedder: _NumpyEmbedding,
-                    dense_weight: float = 0.5) -> list[Candidate]:
+                    dense_weight: float = 0.5, *, titled: bool = True, name_rule: bool = True) -> list[Candidate]:
     """Every sentence the hits touch, scored `dense_weight` x cosine + the rest x wording share, best first.
 
-    A chunk may open or close inside a sentence; the whole sentence is taken, so a quote is never cut. A
-    "how many" question loses 0.1 on a sentence without a figure (docs/abstention.md#extractive-rules)."""
+    A chunk may open or close inside a sentence; the whole sentence is taken, so a quote is never cut.
+    A sentence that cannot hold the kind of answer asked loses 0.1: a "how many" question's sentence without
+    a figure (docs/abstention.md#extractive-rules) and, with `name_rule`, a "which/what/who/where" question's
+    sentence that names nothing the question does not. `titled`: the cosine is taken for the sentence with
+    its document's title ahead of it, as a page's sentence often leaves out the subject its title names.
+    docs/answers.md#sentence-kind-and-title has the measurements."""
     spans: list[tuple[Hit, int, int, str, int]] = []
     seen: set[tuple[str, int, int]] = set()
     for rank, hit in enumerate(hits):
@@ -91,12 +108,17 @@ def score_sentences(question: str, hits: list[Hit], doc_text: DocTexts, embedder
         return []
     q_terms = content_terms(question)
     number = wants_number(question)
+    name = name_rule and wants_name(question)
+    q_words = {w.lower() for w in re.findall(r"[A-Za-z]+", question)}
     q_vec = embedder.embed_array([question], is_query=True)[0]
-    dense = embedder.embed_array([strip_reference_marks(s[3]) for s in spans]) @ q_vec
+    shown = [f"{s[0].title}. {s[3]}" if titled and s[0].title else s[3] for s in spans]
+    dense = embedder.embed_array([strip_reference_marks(t) for t in shown]) @ q_vec
     out = []
     for (hit, s, e, sentence, rank), d in zip(spans, dense, strict=True):
         score = dense_weight * float(d) + (1 - dense_weight) * lexical_overlap(q_terms, sentence)
         if number and not _NUMBER.search(sentence):
+            score -= 0.1
+        if name and not names_new(q_words, sentence):
             score -= 0.1
         out.append(Candidate(hit, s, e, sentence, score, rank))
     out.sort(key=lambda c: (-c.score, c.rank, c.start))

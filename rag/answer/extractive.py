@@ -101,9 +101,11 @@ class ExtractiveAnswerer:
         self.margin = margin
         self.max_sentences = max_sentences
 
-    def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts) -> list[Candidate]:
+    def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts, *, titled: bool = True,
+                   name_rule: bool = True) -> list[Candidate]:
         """Every sentence of the hits, scored, best first (the shared evidence scorer)."""
-        return score_sentences(question, hits, doc_text, self.embedder, self.dense_weight)
+        return score_sentences(question, hits, doc_text, self.embedder, self.dense_weight, titled=titled,
+                               name_rule=name_rule)
 
     def choose(self, cands: list[Candidate]) -> list[Candidate]:
         """The sentences an answer quotes: the best, then close ones, one per document first."""

@@ -182,6 +182,8 @@ class PipelineSettings:
     second_opinion: bool = True  # inside the verdict band a second judge decides; off: the band's low end
     conflict_stage: bool = True  # two documents giving different figures are both stated
     clean_question: bool = True  # the stages read the question without "this week" and the like
+    titled: bool = True  # sentences are scored with their page's title ahead of them
+    name_rule: bool = True  # a "which/who/what/where" question's sentence naming nothing new scores 0.1 less
     pick_example: bool = True  # the prompt shows an example whose answer is in its second passage
     miss_example: bool = True  # and one whose passages answer a neighbouring question (reply No)
 
@@ -350,7 +352,9 @@ class GenerativeAnswerer:
     def select(self, question: str, hits: list[Hit], doc_text: DocTexts, budget: Budget,
                trace: dict[str, Any]) -> tuple[list[Evidence], list[Candidate], str]:
         """(passages, every scored sentence best first, a refusal reason or "")."""
-        cands = [c for c in self.selector.candidates(question, hits, doc_text) if not INJECTION.search(c.text)]
+        scored = self.selector.candidates(question, hits, doc_text, titled=self.settings.titled,
+                                          name_rule=self.settings.name_rule)
+        cands = [c for c in scored if not INJECTION.search(c.text)]
         if not cands:
             trace["evidence"] = {"sentences": 0}
             return [], cands, "no retrieved passage has a sentence to answer from"
