@@ -8,7 +8,7 @@ import pytest
 
 from rag.errors import UsageError
 from rag.types import Answer, Citation
-from ui.render import Turn, chat_html, context_window, documents_html, sources_html
+from ui.render import Turn, chat_html, context_window, documents_html, sources_html, trace_lines
 from ui.uploads import check_name, check_upload, place
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="alert(1)"> {{value}} ${value}'
@@ -77,3 +77,15 @@ def test_uploads_are_checked_for_content_and_size(tmp_path: Path):
     dest, replaced = place(check_upload(good, "notes.md", corpus), corpus)
     assert dest == corpus / "notes.md" and not replaced and dest.read_bytes() == good.read_bytes()
     assert place(check_upload(good, "notes.md", corpus), corpus)[1] is True
+
+
+def test_the_trace_says_what_each_look_at_the_evidence_decided():
+    band = {"refuse_below": 0.55, "answer_from": 0.75}
+    trace = {"answerable": {"verdict": 0.2, **band},
+             "second_look": {"passages": [{}, {}], "answerable": {"verdict": 0.9, **band}, "refusal": ""}}
+    lines = trace_lines(trace)
+    assert lines[0] == "Answerable: the model's verdict 0.20 (refuse below 0.55, answer from 0.75)."
+    assert lines[1].startswith("Second look at the next 2 passages: the model's verdict 0.90")
+    assert lines[1].endswith("answered from them.")
+    trace["second_look"]["refusal"] = "the model's verdict 0.30 < 0.55"
+    assert trace_lines(trace)[1].endswith("still refused.")

@@ -186,6 +186,8 @@ class PipelineSettings:
     name_rule: bool = True  # a "which/who/what/where" question's sentence naming nothing new scores 0.1 less
     pick_example: bool = True  # the prompt shows an example whose answer is in its second passage
     miss_example: bool = True  # and one whose passages answer a neighbouring question (reply No)
+    passage_titles: bool = False  # each passage is shown after its page's title, "[1] (Title) sentence"
+    second_look: bool = False  # a refusal gets one more verdict on the next best sentences
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -291,6 +293,9 @@ class GenerativeAnswerer:
                 trace["conflict"] = {"sides": [_where(e) for e in sides]}
             else:
                 refusal = self.decide(question, evidence, trace)
+                if refusal and self.settings.second_look:
+                    evidence, refusal = self.look_again(question, cands, evidence, budget, doc_text, trace,
+                                                        refusal)
         if refusal:
             trace["refusal_reason"] = refusal
             ans = abstain(asked)
@@ -369,6 +374,24 @@ class GenerativeAnswerer:
         trace["evidence"]["passages"] = [_where(e) for e in ev]
         return ev, cands, ""
 
+    def look_again(self, question: str, cands: list[Candidate], read: list[Evidence], budget: Budget,
+                   doc_text: DocTexts, trace: dict[str, Any], refusal: str) -> tuple[list[Evidence], str]:
+        """After a refusal, the next best sentences (not yet read, within twice the budget's margin of the
+        best) get one more verdict: the answering sentence is often ranked just below those read
+        (docs/answers.md#second-look). Returns the evidence to write from and the refusal, "" to answer."""
+        shown = {(e.doc_id, s) for e in read for s in e.passage.sentences}
+        rest = [c for c in cands if (c.hit.doc_id, (c.start, c.end)) not in shown]
+        ps = passages(rest, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
+                      floor=cands[0].score - 2 * budget.margin)
+        if not ps:
+            return read, refusal
+        more = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
+        step: dict[str, Any] = {"passages": [_where(e) for e in more]}
+        trace["second_look"] = step
+        again = self.decide(question, more, step)
+        step["refusal"] = again
+        return (read, refusal) if again else (more, "")
+
     def decide(self, question: str, evidence: list[Evidence], trace: dict[str, Any]) -> str:
         """"" when the evidence answers the question, else the reason it does not: the model's verdict (see
         ANSWERABLE)."""
@@ -433,7 +456,9 @@ class GenerativeAnswerer:
         msgs: list[Message] = [{"role": "system", "content": SYSTEM}]
         for ps, q, a in prompt_examples(self.settings.pick_example, self.settings.miss_example):
             msgs += [{"role": "user", "content": _user_turn(ps, q)}, {"role": "assistant", "content": a}]
-        turn = _user_turn([e.text for e in evidence], question)
+        shown = [f"({e.passage.hit.title.strip()}) {e.text}" if self.settings.passage_titles
+                 and e.passage.hit.title.strip() else e.text for e in evidence]
+        turn = _user_turn(shown, question)
         if conflict:
             turn += "\n" + CONFLICT_HINT.format(" and ".join(f"[{i + 1}]" for i in conflict))
         msgs.append({"role": "user", "content": turn})
