@@ -43,7 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- sentence titles": {"titled": False},
     "- name rule": {"name_rule": False},
     "- sentence titles - name rule": {"titled": False, "name_rule": False},
-    "+ passage titles": {"passage_titles": True},
+    "- passage titles": {"passage_titles": False},
     "+ second look": {"second_look": True},
     "- miss example": {"miss_example": False},
     "- pick example - miss example": {"pick_example": False, "miss_example": False},

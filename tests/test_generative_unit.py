@@ -367,7 +367,24 @@ def test_the_optional_examples_are_placed_and_change_the_prompt_version():
     # the near miss follows the first example replied No, and is itself replied No
     first_no = next(i for i, (_, _, a) in enumerate(shown) if a == "No.")
     assert shown[first_no + 1] == MISS_EXAMPLE and MISS_EXAMPLE[2] == "No."
-    assert len({prompt_version(False), prompt_version(True), prompt_version(True, True)}) == 3
+    assert len({prompt_version(False), prompt_version(True), prompt_version(True, True),
+                prompt_version(True, True, True)}) == 4
+
+
+def test_passages_are_shown_after_their_page_title(make):
+    answerer, model = make("Yes. The tunnel opened in 1987 [1].")
+    hit = replace(_hit("a"), title="Harbour  tunnel\nhistory")
+    events = list(answerer.stream("When did the harbour tunnel open?", [hit, _hit("b")], TEXTS.__getitem__))
+    ans = events[-1][1]
+    assert not ans.abstained and ans.citations[0].doc_id == "a"
+    passages = re.findall(r"^\[\d+\] (.*)$", model.prompts[-1], re.M)
+    # the page with a title is shown after it, on one line; a page without one as it is
+    assert passages and all(p.startswith("(Harbour tunnel history) ") or not p.startswith("(")
+                            for p in passages)
+    assert any(p.startswith("(Harbour tunnel history) ") for p in passages)
+    answerer.settings = replace(answerer.settings, passage_titles=False)
+    list(answerer.stream("When did the harbour tunnel open?", [hit], TEXTS.__getitem__))
+    assert not re.search(r"^\[\d+\] \(", model.prompts[-1], re.M)
 
 
 def _second_look(make, verdicts: list[float], reply: str):
