@@ -44,7 +44,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- name rule": {"name_rule": False},
     "- sentence titles - name rule": {"titled": False, "name_rule": False},
     "- passage titles": {"passage_titles": False},
-    "+ second look": {"second_look": True},
     "- miss example": {"miss_example": False},
     "- pick example - miss example": {"pick_example": False, "miss_example": False},
     # the default until session 10: one-fact questions read the two best sentences, no pick or miss example

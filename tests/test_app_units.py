@@ -79,13 +79,11 @@ def test_uploads_are_checked_for_content_and_size(tmp_path: Path):
     assert place(check_upload(good, "notes.md", corpus), corpus)[1] is True
 
 
-def test_the_trace_says_what_each_look_at_the_evidence_decided():
-    band = {"refuse_below": 0.55, "answer_from": 0.75}
-    trace = {"answerable": {"verdict": 0.2, **band},
-             "second_look": {"passages": [{}, {}], "answerable": {"verdict": 0.9, **band}, "refusal": ""}}
-    lines = trace_lines(trace)
-    assert lines[0] == "Answerable: the model's verdict 0.20 (refuse below 0.55, answer from 0.75)."
-    assert lines[1].startswith("Second look at the next 2 passages: the model's verdict 0.90")
-    assert lines[1].endswith("answered from them.")
-    trace["second_look"]["refusal"] = "the model's verdict 0.30 < 0.55"
-    assert trace_lines(trace)[1].endswith("still refused.")
+
+def test_the_trace_names_the_verdict_and_the_refusal():
+    trace = {"answerable": {"verdict": 0.2, "refuse_below": 0.55, "answer_from": 0.75},
+             "refusal_reason": "the model's verdict 0.20 < 0.55: the passages do not give the answer"}
+    assert trace_lines(trace) == [
+        "Answerable: the model's verdict 0.20 (refuse below 0.55, answer from 0.75).",
+        "Refused: the model's verdict 0.20 < 0.55: the passages do not give the answer.",
+    ]

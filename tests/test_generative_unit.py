@@ -11,7 +11,7 @@ import pytest
 
 from rag.answer.base import CANNOT_ANSWER, MARKER
 from rag.answer.extractive import ExtractiveAnswerer
-from rag.answer.generative import Budget, GenerativeAnswerer, sentences, split_first_sentence, with_markers
+from rag.answer.generative import GenerativeAnswerer, sentences, split_first_sentence, with_markers
 from rag.answer.verify import SupportJudge, best_threshold, clean_claim, support_pairs, ungrounded_terms
 from rag.errors import ModelError
 from rag.llm import ChatModels, FakeChatModel, assemble_model
@@ -385,39 +385,3 @@ def test_passages_are_shown_after_their_page_title(make):
     answerer.settings = replace(answerer.settings, passage_titles=False)
     list(answerer.stream("When did the harbour tunnel open?", [hit], TEXTS.__getitem__))
     assert not re.search(r"^\[\d+\] \(", model.prompts[-1], re.M)
-
-
-def _second_look(make, verdicts: list[float], reply: str):
-    answerer, model = make(reply)
-    asked: list[float] = []
-
-    def yes(messages, then_generate):
-        if not then_generate:
-            return 0.95  # the support judge
-        asked.append(verdicts[min(len(asked), len(verdicts) - 1)])
-        return asked[-1]
-
-    model.yes = yes
-    one = Budget(passages=1, window=0, chars=1800, max_tokens=80, margin=1.0)
-    answerer.settings = replace(answerer.settings, second_look=True, one_fact=one, second_opinion=False)
-    ans, _ = _run(answerer, "How long is the harbour tunnel?", docs=("a",))
-    return ans, asked
-
-
-def test_a_refusal_gets_one_more_verdict_on_the_next_sentences(make):
-    ans, asked = _second_look(make, [0.1, 0.9], "Yes. The tunnel is 2.4 km long [1].")
-    assert len(asked) == 2
-    first = ans.trace["evidence"]["passages"][0]
-    again = ans.trace["second_look"]
-    assert again["refusal"] == "" and again["answerable"]["verdict"] == 0.9
-    assert not ans.abstained
-    # the answer cites what the second look read, never a sentence already shown
-    assert all(c.start != first["start"] for c in ans.citations)
-    _check_citations(ans)
-
-
-def test_a_second_refusal_keeps_the_first_reason(make):
-    ans, asked = _second_look(make, [0.1, 0.2], "Yes. The tunnel is 2.4 km long [1].")
-    assert len(asked) == 2 and ans.abstained
-    assert ans.trace["refusal_reason"].startswith("the model's verdict 0.10")
-    assert ans.trace["second_look"]["refusal"].startswith("the model's verdict 0.20")

@@ -142,10 +142,6 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
                    f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
     if "verdict" in (trace.get("answerable") or {}):
         out.append(f"Answerable: {_verdict(trace['answerable'])}.")
-    look = trace.get("second_look") or {}
-    if "verdict" in (look.get("answerable") or {}):
-        out.append(f"Second look at the next {len(look['passages'])} passages: {_verdict(look['answerable'])}; "
-                   + ("answered from them." if not look.get("refusal") else "still refused."))
     if trace.get("conflict"):
         out.append(f"Conflict: {len(trace['conflict']['sides'])} documents give different figures.")
     v = trace.get("verify") or {}

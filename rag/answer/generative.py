@@ -193,7 +193,6 @@ class PipelineSettings:
     # false refusals 0.29 -> 0.26, right 0.32 either way; SQuAD2-40 unchanged; MultiHop-20 false refusals
     # 0.17 -> 0.11; labeled 0.84 / 0.92 / 0.02 (docs/answers.md#passage-titles).
     passage_titles: bool = True
-    second_look: bool = False  # a refusal gets one more verdict on the next best sentences
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -304,9 +303,6 @@ class GenerativeAnswerer:
                 trace["conflict"] = {"sides": [_where(e) for e in sides]}
             else:
                 refusal = self.decide(question, evidence, trace)
-                if refusal and self.settings.second_look:
-                    evidence, refusal = self.look_again(question, cands, evidence, budget, doc_text, trace,
-                                                        refusal)
         if refusal:
             trace["refusal_reason"] = refusal
             ans = abstain(asked)
@@ -384,24 +380,6 @@ class GenerativeAnswerer:
         ev = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
         trace["evidence"]["passages"] = [_where(e) for e in ev]
         return ev, cands, ""
-
-    def look_again(self, question: str, cands: list[Candidate], read: list[Evidence], budget: Budget,
-                   doc_text: DocTexts, trace: dict[str, Any], refusal: str) -> tuple[list[Evidence], str]:
-        """After a refusal, the next best sentences (not yet read, within twice the budget's margin of the
-        best) get one more verdict: the answering sentence is often ranked just below those read
-        (docs/answers.md#second-look). Returns the evidence to write from and the refusal, "" to answer."""
-        shown = {(e.doc_id, s) for e in read for s in e.passage.sentences}
-        rest = [c for c in cands if (c.hit.doc_id, (c.start, c.end)) not in shown]
-        ps = passages(rest, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
-                      floor=cands[0].score - 2 * budget.margin)
-        if not ps:
-            return read, refusal
-        more = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
-        step: dict[str, Any] = {"passages": [_where(e) for e in more]}
-        trace["second_look"] = step
-        again = self.decide(question, more, step)
-        step["refusal"] = again
-        return (read, refusal) if again else (more, "")
 
     def decide(self, question: str, evidence: list[Evidence], trace: dict[str, Any]) -> str:
         """"" when the evidence answers the question, else the reason it does not: the model's verdict (see
