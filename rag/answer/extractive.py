@@ -101,9 +101,11 @@ class ExtractiveAnswerer:
         self.margin = margin
         self.max_sentences = max_sentences
 
-    def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts, *, titled: bool = True,
-                   name_rule: bool = True) -> list[Candidate]:
-        """Every sentence of the hits, scored, best first (the shared evidence scorer)."""
+    def candidates(self, question: str, hits: list[Hit], doc_text: DocTexts, *, titled: bool = False,
+                   name_rule: bool = False) -> list[Candidate]:
+        """Every sentence of the hits, scored, best first (the shared evidence scorer). The extractive answer
+        scores without the page title and the name rule, as its threshold and gates were set; the generative
+        answerer asks for both (measured for it: docs/answers.md#sentence-kind-and-title)."""
         return score_sentences(question, hits, doc_text, self.embedder, self.dense_weight, titled=titled,
                                name_rule=name_rule)
 
