@@ -97,18 +97,16 @@ def collect(args: argparse.Namespace) -> list[dict]:
         dense_t = emb.embed_array(shown) @ qv
         dense_p = emb.embed_array([strip_reference_marks(sp[3]) for sp in spans]) @ qv
         cands = []
-        for (hit, s, _e, sent, rank, inside), dt, dp in zip(spans, dense_t, dense_p, strict=True):
+        for (hit, _s, _e, sent, rank, inside), dt, dp in zip(spans, dense_t, dense_p, strict=True):
             sw = set(terms(sent))
-            tw = set(terms(hit.title))
             cands.append({
                 "gold": any(datasets.contains(sent, g) for g in golds),
                 "dense": float(dt), "dense_plain": float(dp),
                 "lex": lexical_overlap(q_terms, sent),
                 "idf": sum(v for w, v in q_idf.items() if w in sw) / (sum(q_idf.values()) or 1),
-                "idf_t": sum(v for w, v in q_idf.items() if w in sw or w in tw) / (sum(q_idf.values()) or 1),
-                "rank": rank, "inside": inside, "hit_score": hit.score,
+                "rank": rank, "inside": inside,
                 "num": bool(_NUMBER.search(sent)), "names_new": names_new(q_words, sent),
-                "doc": hit.doc_id, "start": s, "words": len(sent.split()),
+                "doc": hit.doc_id,
                 "matched": [w for w in q_bm if w in sw],
             })
         rows.append({"q": q, "cands": cands, "wants_number": wants_number(q), "wants_name": wants_name(q),

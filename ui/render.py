@@ -140,8 +140,13 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
         out.append(f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}); "
                    f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
                    f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
-    if "verdict" in (trace.get("answerable") or {}):
-        out.append(f"Answerable: {_verdict(trace['answerable'])}.")
+    a = trace.get("answerable") or {}
+    if "verdict" in a:
+        line = f"Answerable: the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}"
+        line += f", answer from {a['answer_from']})"
+        if "second_opinion" in a:
+            line += f"; second judge {a['second_opinion']:.2f} (needs {a['second_threshold']})"
+        out.append(line + ".")
     if trace.get("conflict"):
         out.append(f"Conflict: {len(trace['conflict']['sides'])} documents give different figures.")
     v = trace.get("verify") or {}
@@ -153,13 +158,6 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
     if trace.get("refusal_reason"):
         out.append(f"Refused: {trace['refusal_reason']}.")
     return out
-
-
-def _verdict(a: dict[str, Any]) -> str:
-    line = f"the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}, answer from {a['answer_from']})"
-    if "second_opinion" in a:
-        line += f"; second judge {a['second_opinion']:.2f} (needs {a['second_threshold']})"
-    return line
 
 
 def trace_html(trace: dict[str, Any]) -> str:
