@@ -385,3 +385,48 @@ def test_passages_are_shown_after_their_page_title(make):
     answerer.settings = replace(answerer.settings, passage_titles=False)
     list(answerer.stream("When did the harbour tunnel open?", [hit], TEXTS.__getitem__))
     assert not re.search(r"^\[\d+\] \(", model.prompts[-1], re.M)
+
+
+def test_a_reply_that_is_just_the_answer_stands_when_its_passage_holds_it(make):
+    answerer, _ = make("Yes. 2.4 km [1].")
+    ans, _ = _run(answerer, "How long is the harbour tunnel in km?", docs=("b", "a"))
+    assert ans.answer == "2.4 km [1]."
+    assert ans.citations[0].quote == "The tunnel is 2.4 km long and has two lanes each way."
+    assert ans.trace["verify"]["sentences"][0]["short"]
+    _check_citations(ans)
+    # words the cited passage does not hold are not an answer: the best evidence sentence is quoted instead
+    answerer, _ = make("Yes. 3.1 km [1].")
+    ans, _ = _run(answerer, "How long is the harbour tunnel in km?", docs=("b", "a"))
+    assert "3.1" not in ans.answer and ans.trace["verify"]["sentences"][0]["dropped"]
+    answerer.settings = replace(answerer.settings, short_answers=False)
+    answerer.llm = type(answerer.llm)(["Yes. Tunnel [1]."], yes=Verdicts())
+    answerer.judge.llm = answerer.llm
+    ans, _ = _run(answerer, "How long is the harbour tunnel in km?", docs=("b", "a"))
+    assert ans.trace["verify"]["sentences"][0]["dropped"] == "not a claim"
+
+
+def test_when_nothing_written_survives_the_cited_passage_is_quoted(make):
+    # the claim is unsupported (elves), but the model found its answer in passage 2: that one is quoted
+    question = "When did the harbour tunnel open and what lanes does the harbour tunnel have?"
+    answerer, _ = make("Yes. Elves opened the harbour tunnel [2].")
+    ans, _ = _run(answerer, question)
+    assert ans.trace["verify"]["quoted_instead"] == 1
+    first = ans.trace["evidence"]["passages"]
+    assert ans.citations[0].start == first[1]["start"] and ans.citations[0].doc_id == first[1]["doc_id"]
+    answerer.settings = replace(answerer.settings, quote_cited=False)
+    answerer.llm = type(answerer.llm)(["Yes. Elves opened the harbour tunnel [2]."], yes=Verdicts())
+    answerer.judge.llm = answerer.llm
+    ans, _ = _run(answerer, question)
+    assert ans.citations[0].start == first[0]["start"] and ans.citations[0].doc_id == first[0]["doc_id"]
+
+
+def test_the_support_judge_reads_the_quote_after_its_page_title(make):
+    # "Harbour" is only in the title: the claim is supported by title and sentence together
+    answerer, model = make("Yes. The Harbour tunnel is 2.4 km long [1].")
+    texts = {**TEXTS, "t": "The tunnel is 2.4 km long and has two lanes each way."}
+    hit = Hit(doc_id="t", chunk_id=make_chunk_id("t", 0, len(texts["t"])), score=0.9, start=0,
+              end=len(texts["t"]), source="t.txt", text=texts["t"], title="Harbour tunnel facts")
+    ans = list(answerer.stream("How long is the tunnel in km?", [hit], texts.__getitem__))[-1][1]
+    assert ans.answer == "The Harbour tunnel is 2.4 km long [1]."
+    assert ans.citations[0].quote == texts["t"]
+    assert model.yes.judged[-1][1].startswith("(Harbour tunnel facts) ")
