@@ -93,30 +93,20 @@ MISS_EXAMPLE: tuple[list[str], str, str] = (
 )
 
 
-# With `terse`, a one-fact example is answered in a few words, not a sentence (see PipelineSettings.terse).
-TERSE_ANSWERS = {EXAMPLES[0][2]: "Yes. In 1932 [1].", PICK_EXAMPLE[2]: "Yes. Priya Hallstrom [2]."}
-
-
-def system_prompt(terse: bool = False) -> str:
-    return SYSTEM.replace("in one short sentence", "in a few words") if terse else SYSTEM
-
-
-def prompt_examples(pick: bool, miss: bool = False, terse: bool = False) -> list[tuple[list[str], str, str]]:
+def prompt_examples(pick: bool, miss: bool = False) -> list[tuple[list[str], str, str]]:
     """The few-shot examples the prompt shows: the pick example second when `pick`, the near miss after
-    the first No when `miss`, one-fact answers in a few words when `terse`."""
+    the first No when `miss`."""
     shown = [EXAMPLES[0], PICK_EXAMPLE, *EXAMPLES[1:]] if pick else list(EXAMPLES)
     if miss:
         at = next(i for i, (_, _, a) in enumerate(shown) if a == "No.") + 1
         shown.insert(at, MISS_EXAMPLE)
-    if terse:
-        shown = [(ps, q, TERSE_ANSWERS.get(a, a)) for ps, q, a in shown]
     return shown
 
 
-def prompt_version(pick: bool, miss: bool = False, titles: bool = False, terse: bool = False) -> str:
+def prompt_version(pick: bool, miss: bool = False, titles: bool = False) -> str:
     """Changes with the instructions, the examples and how passages are shown: receipts name it, so an answer
     says which prompt made it."""
-    shown = (system_prompt(terse), prompt_examples(pick, miss, terse), *(("passage titles",) if titles else ()))
+    shown = (SYSTEM, prompt_examples(pick, miss), *(("passage titles",) if titles else ()))
     return hashlib.sha256(repr(shown).encode()).hexdigest()[:12]
 
 
@@ -156,8 +146,6 @@ _CLOSED = re.compile(r"\[\d+\][.!?][\"'”’)]*\s*$")
 # sentence, at most CONFLICT_PER_DOC of each document (each costs a judge call).
 CONFLICT_WINDOW = 0.15
 CONFLICT_PER_DOC = 2
-# A reply of at most this many words is read as just the answer (see `verify`).
-SHORT_ANSWER_WORDS = 4
 # "The U. S. and ...": the model spaces an abbreviation's letters, and a sentence splitter then sees "The U."
 # as a sentence of its own, one that cites nothing. Written closed up, as the passages write it.
 _SPACED_INITIALS = re.compile(r"\b([A-Z])\.\s+(?=[A-Z]\.)")
@@ -207,12 +195,8 @@ class PipelineSettings:
     passage_titles: bool = True
     # The support judge reads a quote after its page's title too, as the model read it.
     judge_titles: bool = True
-    # A reply that is just the answer ("Greenland [3].") stands when the passage it cites holds its words.
-    short_answers: bool = True
     # When nothing the model wrote survives, the quote comes from the passage it cited, not the best one.
     quote_cited: bool = True
-    # One-fact examples answered in a few words ("Yes. In 1932 [1].") rather than a sentence.
-    terse: bool = False
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -234,10 +218,12 @@ class Evidence:
     def cand(self) -> Candidate:
         return self.passage.best
 
-    def shown(self, titled: bool) -> str:
-        """The passage as the prompt shows it: after its page's title, in brackets, when `titled`."""
+    def shown(self, titled: bool, text: str | None = None) -> str:
+        """The passage (or `text`, a quote from it) as the model reads it: after its page's title, in
+        brackets, when `titled`."""
+        text = self.text if text is None else text
         title = " ".join(self.passage.hit.title.split())
-        return f"({title}) {self.text}" if titled and title else self.text
+        return f"({title}) {text}" if titled and title else text
 
 
 @dataclass
@@ -284,8 +270,7 @@ class GenerativeAnswerer:
 
     @property
     def prompt_version(self) -> str:
-        st = self.settings
-        return prompt_version(st.pick_example, st.miss_example, st.passage_titles, st.terse)
+        return prompt_version(self.settings.pick_example, self.settings.miss_example, self.settings.passage_titles)
 
     @property
     def retrieve_k(self) -> int:
@@ -463,9 +448,8 @@ class GenerativeAnswerer:
 
     def messages(self, question: str, evidence: list[Evidence], conflict: list[int] | None) -> list[Message]:
         """System rules and examples (a fixed prefix the model keeps cached), then this question."""
-        st = self.settings
-        msgs: list[Message] = [{"role": "system", "content": system_prompt(st.terse)}]
-        for ps, q, a in prompt_examples(st.pick_example, st.miss_example, st.terse):
+        msgs: list[Message] = [{"role": "system", "content": SYSTEM}]
+        for ps, q, a in prompt_examples(self.settings.pick_example, self.settings.miss_example):
             msgs += [{"role": "user", "content": _user_turn(ps, q)}, {"role": "assistant", "content": a}]
         turn = _user_turn([e.shown(self.settings.passage_titles) for e in evidence], question)
         if conflict:
@@ -510,26 +494,13 @@ class GenerativeAnswerer:
         record: dict[str, Any] = {"sentence": claim}
         if checks is not None:
             checks.append(record)
-        cited = cited_passages(sentence, len(evidence))
-        if REFUSAL.search(claim) or CANNOT_ANSWER in claim or not content_terms(claim):
+        if len(content_terms(claim)) < 2 or REFUSAL.search(claim) or CANNOT_ANSWER in claim:
             record["dropped"] = "not a claim"
             return None
         if any(_same_claim(claim, s) for s in draft.sentences):
             record["dropped"] = "repeats an earlier sentence"
             return None
-        # Just the answer ("Greenland.", "Subclade K."): it stands when a cited passage holds it word for
-        # word, and the quote is that passage's sentence which does.
-        short = len(claim.split()) <= SHORT_ANSWER_WORDS and self.settings.short_answers
-        held = [i for i in cited if _holds(evidence[i].text, claim)] if short else []
-        if not held and len(content_terms(claim)) < 2:
-            record["dropped"] = "not a claim"
-            return None
-        if held:
-            i = held[0]
-            span = self.quote_span(claim, evidence[i], doc_text)
-            record["cited"] = [_where(evidence[i], span)]
-            record["short"] = True
-            return with_markers(claim, [draft.number((i, *span))])
+        cited = cited_passages(sentence, len(evidence))
         quotes = {i: self.quote_span(claim, evidence[i], doc_text) for i in range(len(evidence))}
         keep = self._supported_by(claim, cited, evidence, quotes, doc_text)
         if not keep:
@@ -590,9 +561,7 @@ class GenerativeAnswerer:
     def _premise(self, e: Evidence, span: tuple[int, int], doc_text: DocTexts) -> str:
         """What the support judge reads for a quote: the quote, after its page's title when the model read
         the passage so (a sentence often leaves out the subject its title names)."""
-        text = _span_text(e, span, doc_text)
-        title = " ".join(e.passage.hit.title.split())
-        return f"({title}) {text}" if self.settings.judge_titles and self.settings.passage_titles and title else text
+        return e.shown(self.settings.judge_titles and self.settings.passage_titles, _span_text(e, span, doc_text))
 
     def _complete(self, evidence: list[Evidence], conflict: list[int] | None, draft: _Draft,
                   written: list[str]) -> list[str]:
@@ -626,12 +595,6 @@ def cited_passages(sentence: str, n: int) -> list[int]:
         if 0 <= i < n and i not in out:
             out.append(i)
     return out
-
-
-def _holds(passage: str, answer: str) -> bool:
-    """The passage holds the short answer word for word (case aside)."""
-    words = re.findall(r"\w+", clean_claim(answer).lower())
-    return bool(words) and re.search(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", passage.lower()) is not None
 
 
 def _ms(t0: float) -> int:
