@@ -412,3 +412,8 @@ def test_the_support_judge_reads_the_quote_after_its_page_title(make):
     assert ans.answer == "The Harbour tunnel is 2.4 km long [1]."
     assert ans.citations[0].quote == texts["t"]
     assert model.yes.judged[-1][1].startswith("(Harbour tunnel facts) ")
+    answerer.settings = replace(answerer.settings, judge_titles=False)
+    answerer.llm = type(answerer.llm)(["Yes. The Harbour tunnel is 2.4 km long [1]."], yes=Verdicts())
+    answerer.judge.llm = answerer.llm
+    ans = list(answerer.stream("How long is the tunnel in km?", [hit], texts.__getitem__))[-1][1]
+    assert ans.answer == "The tunnel is 2.4 km long and has two lanes each way [1]."  # the quote instead
