@@ -46,9 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- passage titles": {"passage_titles": False},
     "- miss example": {"miss_example": False},
     "- pick example - miss example": {"pick_example": False, "miss_example": False},
-    "- judge titles": {"judge_titles": False},
     "- quote cited": {"quote_cited": False},
-    "- judge titles - quote cited": {"judge_titles": False, "quote_cited": False},
     # the default until session 10: one-fact questions read the two best sentences, no pick or miss example
     "one fact reads 2 sentences": {"one_fact": Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12),
                                    "pick_example": False, "miss_example": False},

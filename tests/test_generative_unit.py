@@ -400,20 +400,3 @@ def test_when_nothing_written_survives_the_cited_passage_is_quoted(make):
     answerer.judge.llm = answerer.llm
     ans, _ = _run(answerer, question)
     assert ans.citations[0].start == first[0]["start"] and ans.citations[0].doc_id == first[0]["doc_id"]
-
-
-def test_the_support_judge_reads_the_quote_after_its_page_title(make):
-    # "Harbour" is only in the title: the claim is supported by title and sentence together
-    answerer, model = make("Yes. The Harbour tunnel is 2.4 km long [1].")
-    texts = {**TEXTS, "t": "The tunnel is 2.4 km long and has two lanes each way."}
-    hit = Hit(doc_id="t", chunk_id=make_chunk_id("t", 0, len(texts["t"])), score=0.9, start=0,
-              end=len(texts["t"]), source="t.txt", text=texts["t"], title="Harbour tunnel facts")
-    ans = list(answerer.stream("How long is the tunnel in km?", [hit], texts.__getitem__))[-1][1]
-    assert ans.answer == "The Harbour tunnel is 2.4 km long [1]."
-    assert ans.citations[0].quote == texts["t"]
-    assert model.yes.judged[-1][1].startswith("(Harbour tunnel facts) ")
-    answerer.settings = replace(answerer.settings, judge_titles=False)
-    answerer.llm = type(answerer.llm)(["Yes. The Harbour tunnel is 2.4 km long [1]."], yes=Verdicts())
-    answerer.judge.llm = answerer.llm
-    ans = list(answerer.stream("How long is the tunnel in km?", [hit], texts.__getitem__))[-1][1]
-    assert ans.answer == "The tunnel is 2.4 km long and has two lanes each way [1]."  # the quote instead

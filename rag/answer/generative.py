@@ -193,11 +193,9 @@ class PipelineSettings:
     # false refusals 0.29 -> 0.26, right 0.32 either way; SQuAD2-40 unchanged; MultiHop-20 false refusals
     # 0.17 -> 0.11; labeled 0.84 / 0.92 / 0.02 (docs/answers.md#passage-titles).
     passage_titles: bool = True
-    # The support judge reads a quote after its page's title too, as the model read it; and when nothing the
-    # model wrote survives, the sentence quoted instead is of the passage it cited, not the best-scored one.
-    # First 80 realtimeqa_2026, one run: right 0.32 without either, 0.35 without one or the other, 0.36 with
-    # both; refusals unchanged (docs/answers.md#judge-titles).
-    judge_titles: bool = True
+    # When nothing the model wrote survives, the sentence quoted instead is of the passage it cited, not the
+    # best-scored one. First 80 realtimeqa_2026, one run: right 0.32 -> 0.35, refusals unchanged
+    # (docs/answers.md#judge-titles).
     quote_cited: bool = True
 
 
@@ -220,12 +218,10 @@ class Evidence:
     def cand(self) -> Candidate:
         return self.passage.best
 
-    def shown(self, titled: bool, text: str | None = None) -> str:
-        """The passage (or `text`, a quote from it) as the model reads it: after its page's title, in
-        brackets, when `titled`."""
-        text = self.text if text is None else text
+    def shown(self, titled: bool) -> str:
+        """The passage as the prompt shows it: after its page's title, in brackets, when `titled`."""
         title = " ".join(self.passage.hit.title.split())
-        return f"({title}) {text}" if titled and title else text
+        return f"({title}) {self.text}" if titled and title else self.text
 
 
 @dataclass
@@ -511,7 +507,7 @@ class GenerativeAnswerer:
             others = sorted((i for i in range(len(evidence)) if i not in cited),
                             key=lambda i: -lexical_overlap(terms, evidence[i].text))
             for i in others[:2]:
-                if self.judge.is_supported(claim, self._premise(evidence[i], quotes[i], doc_text)):
+                if self.judge.is_supported(claim, _span_text(evidence[i], quotes[i], doc_text)):
                     keep = [i]
                     record["recited"] = True
                     break
@@ -549,7 +545,7 @@ class GenerativeAnswerer:
         joins several passages) together, dropping any citation the rest do not need."""
         if not cited:
             return []
-        texts = {i: self._premise(evidence[i], quotes[i], doc_text) for i in cited}
+        texts = {i: _span_text(evidence[i], quotes[i], doc_text) for i in cited}
         if len(cited) == 1:
             return cited if self.judge.is_supported(claim, texts[cited[0]]) else []
         alone = {i: self.judge.supports(claim, texts[i]) for i in cited}
@@ -559,11 +555,6 @@ class GenerativeAnswerer:
             return [i for i in cited if i == best or _carries_own_figure(claim, texts[i], texts[best])]
         joined = " ".join(texts[i] for i in cited)
         return cited if self.judge.is_supported(claim, joined) else []
-
-    def _premise(self, e: Evidence, span: tuple[int, int], doc_text: DocTexts) -> str:
-        """What the support judge reads for a quote: the quote, after its page's title when the model read
-        the passage so (a sentence often leaves out the subject its title names)."""
-        return e.shown(self.settings.judge_titles and self.settings.passage_titles, _span_text(e, span, doc_text))
 
     def _complete(self, evidence: list[Evidence], conflict: list[int] | None, draft: _Draft,
                   written: list[str]) -> list[str]:
