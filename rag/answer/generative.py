@@ -564,8 +564,8 @@ class GenerativeAnswerer:
         used = {k[0] for k in draft.numbers}
         needed = [i for i in (conflict or []) if i not in used]
         if not draft.sentences and not needed:
-            cited = [i for s in written for i in cited_passages(s, len(evidence))]
-            needed = [cited[0] if cited and self.settings.quote_cited else 0]
+            first = next((i for s in written for i in cited_passages(s, len(evidence))), None)
+            needed = [first if first is not None and self.settings.quote_cited else 0]
         out = []
         for i in needed:
             best = evidence[i].passage.best
