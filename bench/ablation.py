@@ -47,6 +47,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- miss example": {"miss_example": False},
     "- pick example - miss example": {"pick_example": False, "miss_example": False},
     "- quote cited": {"quote_cited": False},
+    "- judge": {"judged": 0},
+    "- judge's refusal": {"judge_floor": 0.0},
+    "- judge's order": {"judge_weight": 0.0},
     # the default until session 10: one-fact questions read the two best sentences, no pick or miss example
     "one fact reads 2 sentences": {"one_fact": Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12),
                                    "pick_example": False, "miss_example": False},

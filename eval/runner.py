@@ -78,6 +78,9 @@ def score_answer(
     verdict = ((ans.get("trace") or {}).get("answerable") or {}).get("verdict")
     if verdict is not None:  # the model's P(the passages answer): what a refusal threshold is calibrated on
         row["verdict"] = verdict
+    judged = ((ans.get("trace") or {}).get("judge") or {}).get("best")
+    if judged is not None:  # the best judged sentence's P(Yes), which the judge's floor is calibrated on
+        row["judge_best"] = judged
     if abstained:
         row["refusal_reason"] = refusal or ""
     if public_score is not None:
@@ -107,7 +110,8 @@ def _spans(ans: dict[str, Any], stage: str) -> list[tuple[str, int, int]]:
             start, _, end = span.partition("-")
             out.append((doc, int(start), int(end)))
         return out
-    return [(p["doc_id"], p["start"], p["end"]) for p in (trace.get(stage) or {}).get("passages", [])]
+    key = "judged" if stage == "judge" else "passages"  # the judge stage hands on the sentences it judged
+    return [(p["doc_id"], p["start"], p["end"]) for p in (trace.get(stage) or {}).get(key, [])]
 
 
 def _stage_holds(ans: dict[str, Any], stage: str, strings: Sequence[str], doc_text: Callable[[str], str]) -> bool:
@@ -119,14 +123,17 @@ def lost_at(label: Label, ans: dict[str, Any], strings: Sequence[str], doc_text:
     """The stage that lost a question the answer got wrong: where the gold string was last seen, or for a
     question to refuse, the stage that let it through."""
     trace = ans.get("trace") or {}
+    decided = "answerable" in trace or "judge" in trace  # the verdict, or the judge of the best sentences
     if not label.answerable:
-        return "answerable" if "answerable" in trace else "evidence"
+        return "answerable" if decided else "evidence"
     if not _stage_holds(ans, "retrieve", strings, doc_text):
         return "retrieve"
     if "passages" in (trace.get("evidence") or {}) and not _stage_holds(ans, "evidence", strings, doc_text):
         return "evidence"
     if ans.get("abstained"):
-        return "answerable" if "answerable" in trace else "evidence"
+        if "answerable" not in trace and "judge" in trace:  # refused by the judge: was the answer judged?
+            return "answerable" if _stage_holds(ans, "judge", strings, doc_text) else "evidence"
+        return "answerable" if decided else "evidence"
     write = (trace.get("write") or {}).get("text")
     if write is None:
         return "evidence"  # an extractive answer: its quotes are the selection

@@ -87,3 +87,12 @@ def test_the_trace_names_the_verdict_and_the_refusal():
         "Answerable: the model's verdict 0.20 (refuse below 0.55, answer from 0.75).",
         "Refused: the model's verdict 0.20 < 0.55: the passages do not give the answer.",
     ]
+
+
+def test_the_trace_names_the_judge_of_the_best_sentences():
+    trace = {"judge": {"judged": [{"answers": 0.41}, {"answers": 0.12}], "best": 0.41, "threshold": 0.8},
+             "refusal_reason": "no sentence read answers the question: the judge's best is 0.41 < 0.8"}
+    assert trace_lines(trace) == [
+        "Judged: 2 best sentences asked whether they answer the question; the best says yes at 0.41 (needs 0.8).",
+        "Refused: no sentence read answers the question: the judge's best is 0.41 < 0.8.",
+    ]

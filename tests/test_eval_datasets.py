@@ -156,5 +156,10 @@ def test_a_lost_question_is_put_on_the_stage_that_last_held_its_answer():
     assert lost({"retrieve": {"hits": []}}) == "retrieve"
     assert lost({**base, "evidence": {"passages": [{"doc_id": "d", "start": end - 14, "end": end}]}}) == "evidence"
     assert lost({**base, "answerable": {"verdict": 0.1}}, abstained=True) == "answerable"
+    # refused by the judge of the best sentences, before any passage: it lost the answer if it judged it
+    judged = {"retrieve": base["retrieve"], "evidence": {}}
+    whole, tail = {"doc_id": "d", "start": 0, "end": end}, {"doc_id": "d", "start": end - 14, "end": end}
+    assert lost({**judged, "judge": {"judged": [whole]}}, abstained=True) == "answerable"
+    assert lost({**judged, "judge": {"judged": [tail]}}, abstained=True) == "evidence"
     assert lost({**base, "answerable": {}, "write": {"text": "Someone else."}}) == "write"
     assert lost({**base, "answerable": {}, "write": {"text": f"It was {gold}."}}) == "verify"

@@ -48,6 +48,9 @@ class Verdicts:
 
     def __call__(self, messages, then_generate):
         q = re.search(r"Passage: (.*)\nQuestion: (.*)\nDoes", messages[-1]["content"])
+        if not q:  # "does the passage answer the question" asks with the question first
+            asks = re.search(r"Question: (.*)\nPassage: (.*)\nDoes", messages[-1]["content"])
+            q = asks and re.search(r"(.*)\n(.*)", f"{asks.group(2)}\n{asks.group(1)}")
         if q and self.figure_words and "figure asked for" in messages[-1]["content"]:
             self.figure_asked.append(q.group(1))
             return 0.9 if any(w in q.group(1) for w in self.figure_words) else 0.1
@@ -298,6 +301,7 @@ def test_guesses_come_from_this_questions_turn_not_from_the_examples():
 @pytest.mark.parametrize("first,second_asked,answered", [(0.9, False, True), (0.6, True, True), (0.3, False, False)])
 def test_the_second_judge_decides_only_when_the_first_check_is_unsure(make, first, second_asked, answered):
     answerer, model = make("The tunnel opened in 1987 [1].")
+    answerer.settings = replace(answerer.settings, judged=0)  # only the second opinion asks `answers`
     asked = []
     judge_answers = answerer.judge.answers
     model.yes = lambda msgs, then_generate: first if then_generate else 0.9
@@ -400,3 +404,31 @@ def test_when_nothing_written_survives_the_cited_passage_is_quoted(make):
     answerer.judge.llm = answerer.llm
     ans, _ = _run(answerer, question)
     assert ans.citations[0].start == first[0]["start"] and ans.citations[0].doc_id == first[0]["doc_id"]
+
+
+def test_the_judge_reorders_the_best_sentences_and_refuses_when_none_answers(make):
+    # The selector ranks A's 90,000 sentence first; the judge says only B's sentence answers, so it is read
+    # first. Every judged sentence and its P(Yes) is in the trace.
+    question = "How many vehicles cross the harbour tunnel each day according to the port authority?"
+    answerer, model = make("Yes. Up to 120,000 vehicles cross the tunnel each day [1].")
+    answerer.settings = replace(answerer.settings, conflict_stage=False)
+    judged: list[str] = []
+
+    def answers(q, passage):
+        judged.append(passage)
+        return 0.95 if "port authority, up to" in passage else 0.3
+
+    answerer.judge.answers = answers
+    ans, _ = _run(answerer, question)
+    steps = ans.trace["judge"]
+    assert [round(j["answers"], 2) for j in steps["judged"]].count(0.95) == 1 and steps["best"] == 0.95
+    first = ans.trace["evidence"]["passages"][0]
+    assert first["doc_id"] == "b" and "120,000" in TEXTS["b"][first["start"]:first["end"]]
+    assert len(judged) == len(set(judged)) <= answerer.settings.judged  # each text judged once
+    assert not ans.abstained
+    answerer.judge.answers = lambda q, p: 0.4
+    ans, _ = _run(answerer, question)
+    assert ans.abstained and f"0.40 < {answerer.settings.judge_floor}" in ans.trace["refusal_reason"]
+    answerer.settings = replace(answerer.settings, judged=0)  # switched off: no judge, no refusal from it
+    ans, _ = _run(answerer, question)
+    assert "judge" not in ans.trace and not ans.abstained

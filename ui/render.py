@@ -140,6 +140,10 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
         out.append(f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}); "
                    f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
                    f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
+    j = trace.get("judge") or {}
+    if j.get("judged"):
+        out.append(f"Judged: {len(j['judged'])} best sentences asked whether they answer the question; the best "
+                   f"says yes at {j['best']:.2f} (needs {j['threshold']}).")
     a = trace.get("answerable") or {}
     if "verdict" in a:
         line = f"Answerable: the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}"

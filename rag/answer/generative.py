@@ -197,6 +197,13 @@ class PipelineSettings:
     # best-scored one. First 80 realtimeqa_2026, one run: right 0.32 -> 0.35, refusals unchanged
     # (docs/answers.md#judge-titles).
     quote_cited: bool = True
+    # The judge stage: the `judged` best sentences, each after its page's title, are asked "does it answer the
+    # question?" (`SupportJudge.answers`, P(Yes)); they are read in order of score + judge_weight x P(Yes),
+    # and when no P(Yes) reaches judge_floor the question is refused. 0 judged: off.
+    # docs/answers.md#judged has the runs (bench/judged.py).
+    judged: int = 6
+    judge_weight: float = 0.5
+    judge_floor: float = 0.7
 
 
 SERVER = PipelineSettings(one_fact=Budget(8, 2, 6000, 160, 0.25), several=Budget(12, 2, 9000, 400, 0.3))
@@ -220,8 +227,7 @@ class Evidence:
 
     def shown(self, titled: bool) -> str:
         """The passage as the prompt shows it: after its page's title, in brackets, when `titled`."""
-        title = " ".join(self.passage.hit.title.split())
-        return f"({title}) {self.text}" if titled and title else self.text
+        return after_title(self.passage.hit.title, self.text) if titled else self.text
 
 
 @dataclass
@@ -379,11 +385,37 @@ class GenerativeAnswerer:
         trace["evidence"] = {"sentences": len(cands), "best_score": round(best, 3), "threshold": floor}
         if best < floor and self.settings.evidence_floor:
             return [], cands, f"the best sentence scores {best:.2f} < {floor} against the question"
-        ps = passages(cands, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
+        order = cands
+        if self.settings.judged:
+            order, refusal = self.judge_best(question, cands, trace)
+            if refusal:
+                return [], cands, refusal
+        ps = passages(order, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
                       floor=cands[0].score - budget.margin)
         ev = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
         trace["evidence"]["passages"] = [_where(e) for e in ev]
         return ev, cands, ""
+
+    def judge_best(self, question: str, cands: list[Candidate], trace: dict[str, Any]) -> tuple[list[Candidate], str]:
+        """(the sentences in the order they are read, a refusal reason or ""): the best `judged` sentences
+        asked whether they answer the question, then ranked by score + judge_weight x P(Yes). The selector's
+        scores find the topic; the judge reads which sentence names what was asked."""
+        s = self.settings
+        top = cands[: s.judged]
+        shown = [after_title(c.hit.title, c.text) if s.passage_titles else c.text for c in top]
+        seen: dict[str, float] = {}  # web pages repeat a sentence: each text is judged once
+        for text in shown:
+            if text not in seen:
+                seen[text] = self.judge.answers(question, text)
+        probs = [seen[text] for text in shown]
+        best = max(probs)
+        trace["judge"] = {"judged": [{**_where(Evidence(single(c), c.text)), "answers": round(p, 3)}
+                                     for c, p in zip(top, probs, strict=True)],
+                          "best": round(best, 3), "threshold": s.judge_floor}
+        if best < s.judge_floor:
+            return cands, f"no sentence read answers the question: the judge's best is {best:.2f} < {s.judge_floor}"
+        ranked = sorted(zip(top, probs, strict=True), key=lambda t: -(t[0].score + s.judge_weight * t[1]))
+        return [c for c, _ in ranked] + cands[s.judged:], ""
 
     def decide(self, question: str, evidence: list[Evidence], trace: dict[str, Any]) -> str:
         """"" when the evidence answers the question, else the reason it does not: the model's verdict (see
@@ -666,6 +698,12 @@ def _carries_own_figure(claim: str, text: str, best: str) -> bool:
 
 def _span_text(e: Evidence, span: tuple[int, int], doc_text: DocTexts) -> str:
     return clean_claim(doc_text(e.doc_id)[span[0]:span[1]])
+
+
+def after_title(title: str, text: str) -> str:
+    """Text after its page's title in brackets, as the prompt and the judge read a passage."""
+    title = " ".join(title.split())
+    return f"({title}) {text}" if title else text
 
 
 def _where(e: Evidence, span: tuple[int, int] | None = None) -> dict[str, Any]:

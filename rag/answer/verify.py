@@ -139,13 +139,14 @@ class SupportJudge:
         return self.llm.yes_probability(judge_messages(sentence, passage))
 
     def answers(self, question: str, passage: str) -> float:
-        """Probability that the passage answers the question: the generative answerer's second opinion
-        when its first, cheaper check is unsure."""
+        """Probability that the passage answers the question: the generative answerer's judge of its best
+        sentences (`GenerativeAnswerer.judged`), and its second opinion when the verdict is unsure."""
         self.calls += 1
         msgs: list[Message] = [
             {"role": "system", "content": "Reply Yes if the passage answers the question, otherwise No. "
                                           "Reply with one word."},
-            {"role": "user", "content": f"Passage: {clean_claim(passage)}\nQuestion: {question}\n"
+            # The question first: judging several passages for one question re-evaluates only the passage.
+            {"role": "user", "content": f"Question: {question}\nPassage: {clean_claim(passage)}\n"
                                         "Does the passage answer the question?"},
         ]
         return self.llm.yes_probability(msgs)
