@@ -49,7 +49,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "- quote cited": {"quote_cited": False},
     "- judge": {"judged": 0},
     "- judge's refusal": {"judge_floor": 0.0},
-    "- judge's order": {"judge_weight": 0.0},
     # the default until session 10: one-fact questions read the two best sentences, no pick or miss example
     "one fact reads 2 sentences": {"one_fact": Budget(passages=2, window=0, chars=1800, max_tokens=80, margin=0.12),
                                    "pick_example": False, "miss_example": False},

@@ -406,29 +406,31 @@ def test_when_nothing_written_survives_the_cited_passage_is_quoted(make):
     assert ans.citations[0].start == first[0]["start"] and ans.citations[0].doc_id == first[0]["doc_id"]
 
 
-def test_the_judge_reorders_the_best_sentences_and_refuses_when_none_answers(make):
-    # The selector ranks A's 90,000 sentence first; the judge says only B's sentence answers, so it is read
-    # first. Every judged sentence and its P(Yes) is in the trace.
+def test_the_judge_reads_first_the_sentence_that_answers_and_refuses_when_none_does(make):
+    # The selector ranks B's 120,000 sentence first; the judge says only A's 90,000 sentence answers, so the
+    # sentences are judged in turn up to A's, which is read first. Each judged one and its P(Yes) is traced.
     question = "How many vehicles cross the harbour tunnel each day according to the port authority?"
-    answerer, model = make("Yes. Up to 120,000 vehicles cross the tunnel each day [1].")
+    answerer, model = make("Yes. About 90,000 vehicles cross the tunnel each day [1].")
     answerer.settings = replace(answerer.settings, conflict_stage=False)
     judged: list[str] = []
 
     def answers(q, passage):
         judged.append(passage)
-        return 0.95 if "port authority, up to" in passage else 0.3
+        return 0.95 if "City engineers estimate" in passage else 0.3
 
     answerer.judge.answers = answers
     ans, _ = _run(answerer, question)
     steps = ans.trace["judge"]
-    assert [round(j["answers"], 2) for j in steps["judged"]].count(0.95) == 1 and steps["best"] == 0.95
+    assert [j["answers"] for j in steps["judged"]][-1] == 0.95 == steps["best"]
+    assert all(j["answers"] == 0.3 for j in steps["judged"][:-1]) and steps["read_first"] == len(judged) - 1 > 0
     first = ans.trace["evidence"]["passages"][0]
-    assert first["doc_id"] == "b" and "120,000" in TEXTS["b"][first["start"]:first["end"]]
-    assert len(judged) == len(set(judged)) <= answerer.settings.judged  # each text judged once
+    assert first["doc_id"] == "a" and "90,000" in TEXTS["a"][first["start"]:first["end"]]
     assert not ans.abstained
-    answerer.judge.answers = lambda q, p: 0.4
+    judged.clear()
+    answerer.judge.answers = lambda q, p: judged.append(p) or 0.4
     ans, _ = _run(answerer, question)
     assert ans.abstained and f"0.40 < {answerer.settings.judge_floor}" in ans.trace["refusal_reason"]
+    assert 1 < len(judged) == len(set(judged)) <= answerer.settings.judged  # each text judged once
     answerer.settings = replace(answerer.settings, judged=0)  # switched off: no judge, no refusal from it
     ans, _ = _run(answerer, question)
     assert "judge" not in ans.trace and not ans.abstained

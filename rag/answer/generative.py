@@ -197,12 +197,11 @@ class PipelineSettings:
     # best-scored one. First 80 realtimeqa_2026, one run: right 0.32 -> 0.35, refusals unchanged
     # (docs/answers.md#judge-titles).
     quote_cited: bool = True
-    # The judge stage: the `judged` best sentences, each after its page's title, are asked "does it answer the
-    # question?" (`SupportJudge.answers`, P(Yes)); they are read in order of score + judge_weight x P(Yes),
-    # and when no P(Yes) reaches judge_floor the question is refused. 0 judged: off.
+    # The judge stage: the best sentences, in order, are asked "does it answer the question?" (each after its
+    # page's title; `SupportJudge.answers`, P(Yes)) until one says yes at judge_floor; that one is read first.
+    # When none of the best `judged` does, the question is refused. 0 judged: off.
     # docs/answers.md#judged has the runs (bench/judged.py).
     judged: int = 6
-    judge_weight: float = 0.5
     judge_floor: float = 0.7
 
 
@@ -390,32 +389,32 @@ class GenerativeAnswerer:
             order, refusal = self.judge_best(question, cands, trace)
             if refusal:
                 return [], cands, refusal
+        # the sentence the judge says answers is read even when it scores under the margin
         ps = passages(order, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
-                      floor=cands[0].score - budget.margin)
+                      floor=min(cands[0].score - budget.margin, order[0].score))
         ev = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
         trace["evidence"]["passages"] = [_where(e) for e in ev]
         return ev, cands, ""
 
     def judge_best(self, question: str, cands: list[Candidate], trace: dict[str, Any]) -> tuple[list[Candidate], str]:
-        """(the sentences in the order they are read, a refusal reason or ""): the best `judged` sentences
-        asked whether they answer the question, then ranked by score + judge_weight x P(Yes). The selector's
-        scores find the topic; the judge reads which sentence names what was asked."""
+        """(the sentences in the order they are read, a refusal reason or ""): the best sentences asked in
+        turn whether they answer the question, until one does; it is read first. The selector's scores find
+        the topic; the judge reads whether a sentence names what was asked."""
         s = self.settings
-        top = cands[: s.judged]
-        shown = [after_title(c.hit.title, c.text) if s.passage_titles else c.text for c in top]
-        seen: dict[str, float] = {}  # web pages repeat a sentence: each text is judged once
-        for text in shown:
-            if text not in seen:
-                seen[text] = self.judge.answers(question, text)
-        probs = [seen[text] for text in shown]
-        best = max(probs)
-        trace["judge"] = {"judged": [{**_where(Evidence(single(c), c.text)), "answers": round(p, 3)}
-                                     for c, p in zip(top, probs, strict=True)],
-                          "best": round(best, 3), "threshold": s.judge_floor}
-        if best < s.judge_floor:
-            return cands, f"no sentence read answers the question: the judge's best is {best:.2f} < {s.judge_floor}"
-        ranked = sorted(zip(top, probs, strict=True), key=lambda t: -(t[0].score + s.judge_weight * t[1]))
-        return [c for c, _ in ranked] + cands[s.judged:], ""
+        steps: list[dict[str, Any]] = []
+        trace["judge"] = {"judged": steps, "threshold": s.judge_floor}
+        asked: dict[str, float] = {}  # web pages repeat a sentence: each text is judged once
+        for i, c in enumerate(cands[: s.judged]):
+            shown = after_title(c.hit.title, c.text) if s.passage_titles else c.text
+            if shown not in asked:
+                asked[shown] = self.judge.answers(question, shown)
+            steps.append({**_where(Evidence(single(c), c.text)), "answers": round(asked[shown], 3)})
+            if asked[shown] >= s.judge_floor:
+                trace["judge"].update(best=steps[-1]["answers"], read_first=i)
+                return [c, *cands[:i], *cands[i + 1:]], ""
+        best = max(asked.values())
+        trace["judge"]["best"] = round(best, 3)
+        return cands, f"no sentence read answers the question: the judge's best is {best:.2f} < {s.judge_floor}"
 
     def decide(self, question: str, evidence: list[Evidence], trace: dict[str, Any]) -> str:
         """"" when the evidence answers the question, else the reason it does not: the model's verdict (see
