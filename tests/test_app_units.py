@@ -93,6 +93,10 @@ def test_the_trace_names_the_judge_of_the_best_sentences():
     trace = {"judge": {"judged": [{"answers": 0.41}, {"answers": 0.12}], "best": 0.41, "threshold": 0.8},
              "refusal_reason": "no sentence read answers the question: the judge's best is 0.41 < 0.8"}
     assert trace_lines(trace) == [
-        "Judged: 2 best sentences asked whether they answer the question; the best says yes at 0.41 (needs 0.8).",
+        "Judge: none of the 2 best sentences answers the question (best P(Yes) 0.41, needs 0.8).",
         "Refused: no sentence read answers the question: the judge's best is 0.41 < 0.8.",
     ]
+    answered = {"judge": {"judged": [{"answers": 0.2}, {"answers": 0.93}], "best": 0.93, "threshold": 0.7,
+                          "read_first": 1}}
+    assert trace_lines(answered) == [
+        "Judge: sentence 2 of the best says it answers the question (P(Yes) 0.93, needs 0.7); it is read first."]

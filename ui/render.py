@@ -141,9 +141,12 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
                    f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
                    f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
     j = trace.get("judge") or {}
-    if j.get("judged"):
-        out.append(f"Judged: {len(j['judged'])} best sentences asked whether they answer the question; the best "
-                   f"says yes at {j['best']:.2f} (needs {j['threshold']}).")
+    if j.get("judged") and "read_first" in j:
+        out.append(f"Judge: sentence {j['read_first'] + 1} of the best says it answers the question "
+                   f"(P(Yes) {j['best']:.2f}, needs {j['threshold']}); it is read first.")
+    elif j.get("judged"):
+        out.append(f"Judge: none of the {len(j['judged'])} best sentences answers the question "
+                   f"(best P(Yes) {j['best']:.2f}, needs {j['threshold']}).")
     a = trace.get("answerable") or {}
     if "verdict" in a:
         line = f"Answerable: the model's verdict {a['verdict']:.2f} (refuse below {a['refuse_below']}"

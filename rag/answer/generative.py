@@ -3,6 +3,8 @@
     evidence    the retrieved chunks' sentences scored against the question (rag/answer/evidence.py), the
                 best with their neighbours as numbered passages, within a budget the question's shape sets
                 (one fact; or a list, comparison or overview, which reads and writes more)
+    judge       the best sentences asked in turn "does it answer the question?" until one says yes, which
+                is read first; when none of the best six does, the question is refused
     answerable  the evidence floor (the best sentence must bear on the question), then the model's own
                 verdict: the reply's first word is Yes or No, and P(Yes) is read from the prompt's logits
     write       the model writes from the passages, each sentence ending in [n]
