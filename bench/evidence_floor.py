@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from eval import datasets
 from eval.runner import index_public_set
@@ -24,20 +25,28 @@ from rag.config import Settings, repo_root, set_offline_env
 FLOORS = (0.40, 0.45, 0.50, 0.55)
 
 
-def replay(name: str, rtqa_index: Path | None) -> list[tuple[bool, float, bool]]:
-    """(answerable, best evidence score, gold answer in the best sentence) per question."""
+def answer_path(name: str, rtqa_index: Path | None, bench: str) -> tuple[datasets.PublicSet, Any, Any]:
+    """(the set, a Service over its index, its generative answerer): realtimeqa_2026 over `rtqa_index`,
+    the other sets indexed into `.rag/eval/floor-NAME`."""
     from rag.answer.generative import GenerativeAnswerer
-    from rag.service import Service, clean_question
-    from rag.text import without_when_asked
+    from rag.service import Service
 
     data = datasets.load(name, None)
     index = rtqa_index if name == "realtimeqa_2026" and rtqa_index else repo_root() / ".rag" / "eval" / f"floor-{name}"
     svc = Service(Settings.from_env(index=index, corpus=index / "no-corpus"))
     if index != rtqa_index:
         index_public_set(svc, data, own=True)
-    answerer = svc.answerer
-    if not isinstance(answerer, GenerativeAnswerer):
-        raise SystemExit("bench.evidence_floor: the generative answerer is not available (run scripts/setup.sh)")
+    if not isinstance(svc.answerer, GenerativeAnswerer):
+        raise SystemExit(f"bench.{bench}: the generative answerer is not available (run scripts/setup.sh)")
+    return data, svc, svc.answerer
+
+
+def replay(name: str, rtqa_index: Path | None) -> list[tuple[bool, float, bool]]:
+    """(answerable, best evidence score, gold answer in the best sentence) per question."""
+    from rag.service import clean_question
+    from rag.text import without_when_asked
+
+    data, svc, answerer = answer_path(name, rtqa_index, "evidence_floor")
     out = []
     for it in data.items:
         q = without_when_asked(clean_question(it.question))

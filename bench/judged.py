@@ -23,9 +23,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from bench.evidence_floor import answer_path
 from eval import datasets
-from eval.runner import index_public_set
-from rag.config import Settings, repo_root, set_offline_env
+from rag.config import set_offline_env
 
 FLOORS = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -33,18 +33,11 @@ FLOORS = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 def collect(name: str, rtqa_index: Path | None, limit: int | None) -> list[dict]:
     """Per question: answerable, refused by the evidence floor, and the judged sentences' (score, P(Yes),
     holds a gold answer)."""
-    from rag.answer.generative import GenerativeAnswerer, after_title
-    from rag.service import Service, clean_question
+    from rag.answer.generative import after_title
+    from rag.service import clean_question
     from rag.text import without_when_asked
 
-    data = datasets.load(name, None)
-    index = rtqa_index if name == "realtimeqa_2026" and rtqa_index else repo_root() / ".rag" / "eval" / f"floor-{name}"
-    svc = Service(Settings.from_env(index=index, corpus=index / "no-corpus"))
-    if index != rtqa_index:
-        index_public_set(svc, data, own=True)
-    answerer = svc.answerer
-    if not isinstance(answerer, GenerativeAnswerer):
-        raise SystemExit("bench.judged: the generative answerer is not available (run scripts/setup.sh)")
+    data, svc, answerer = answer_path(name, rtqa_index, "judged")
     judged = answerer.settings.judged
     answerer.settings = dataclasses.replace(answerer.settings, judged=0)
     rows = []
