@@ -97,6 +97,6 @@ def test_the_trace_names_the_judge_of_the_best_sentences():
         "Refused: no sentence read answers the question: the judge's best is 0.41 < 0.8.",
     ]
     answered = {"judge": {"judged": [{"answers": 0.2}, {"answers": 0.93}], "best": 0.93, "threshold": 0.7,
-                          "read_first": 1}}
+                          "yes_at": 1}}
     assert trace_lines(answered) == [
-        "Judge: sentence 2 of the best says it answers the question (P(Yes) 0.93, needs 0.7); it is read first."]
+        "Judge: sentence 2 of the best says it answers the question (P(Yes) 0.93, needs 0.7)."]

@@ -141,9 +141,9 @@ def trace_lines(trace: dict[str, Any]) -> list[str]:
                    f"{len(e.get('passages', []))} passages shown to the model." if "passages" in e else
                    f"Evidence: best sentence scores {e['best_score']:.2f} (needs {e['threshold']}).")
     j = trace.get("judge") or {}
-    if j.get("judged") and "read_first" in j:
-        out.append(f"Judge: sentence {j['read_first'] + 1} of the best says it answers the question "
-                   f"(P(Yes) {j['best']:.2f}, needs {j['threshold']}); it is read first.")
+    if j.get("judged") and "yes_at" in j:
+        out.append(f"Judge: sentence {j['yes_at'] + 1} of the best says it answers the question "
+                   f"(P(Yes) {j['best']:.2f}, needs {j['threshold']}).")
     elif j.get("judged"):
         out.append(f"Judge: none of the {len(j['judged'])} best sentences answers the question "
                    f"(best P(Yes) {j['best']:.2f}, needs {j['threshold']}).")

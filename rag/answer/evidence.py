@@ -170,14 +170,14 @@ def single(c: Candidate) -> Passage:
 
 def passages(cands: list[Candidate], doc_text: DocTexts, *, limit: int, window: int, budget: int,
              floor: float | None = None) -> list[Passage]:
-    """The sentences in the order given (best first) with `window` neighbours each side, at most `limit`
-    passages and about `budget` characters in all; a window touching one already taken joins it. `floor`:
-    sentences scoring under it start no passage."""
+    """The best sentences with `window` neighbours each side, best first, at most `limit` passages and
+    about `budget` characters in all; a window touching one already taken joins it. `floor`: sentences
+    scoring under it start no passage."""
     chosen: list[tuple[Candidate, list[tuple[int, int]]]] = []  # (best sentence, its spans)
     used = 0
     for c in cands:
         if floor is not None and c.score < floor:
-            continue  # the list may be reordered (the generative answerer's judge), so look on
+            break
         same_doc = [spans for best, spans in chosen if best.hit.doc_id == c.hit.doc_id]
         if any((c.start, c.end) in spans for spans in same_doc):
             continue

@@ -3,8 +3,8 @@
     evidence    the retrieved chunks' sentences scored against the question (rag/answer/evidence.py), the
                 best with their neighbours as numbered passages, within a budget the question's shape sets
                 (one fact; or a list, comparison or overview, which reads and writes more)
-    judge       the best sentences asked in turn "does it answer the question?" until one says yes, which
-                is read first; when none of the best six does, the question is refused
+    judge       the best sentences asked in turn "does it answer the question?" until one says yes; when
+                none of the best six does, the question is refused
     answerable  the evidence floor (the best sentence must bear on the question), then the model's own
                 verdict: the reply's first word is Yes or No, and P(Yes) is read from the prompt's logits
     write       the model writes from the passages, each sentence ending in [n]
@@ -200,8 +200,8 @@ class PipelineSettings:
     # (docs/answers.md#judge-titles).
     quote_cited: bool = True
     # The judge stage: the best sentences, in order, are asked "does it answer the question?" (each after its
-    # page's title; `SupportJudge.answers`, P(Yes)) until one says yes at judge_floor; that one is read first.
-    # When none of the best `judged` does, the question is refused. 0 judged: off.
+    # page's title; `SupportJudge.answers`, P(Yes)) until one says yes at judge_floor. When none of the best
+    # `judged` does, the question is refused. 0 judged: off.
     # docs/answers.md#judged has the runs (bench/judged.py).
     judged: int = 6
     judge_floor: float = 0.7
@@ -386,22 +386,20 @@ class GenerativeAnswerer:
         trace["evidence"] = {"sentences": len(cands), "best_score": round(best, 3), "threshold": floor}
         if best < floor and self.settings.evidence_floor:
             return [], cands, f"the best sentence scores {best:.2f} < {floor} against the question"
-        order = cands
         if self.settings.judged:
-            order, refusal = self.judge_best(question, cands, trace)
+            refusal = self.judge_best(question, cands, trace)
             if refusal:
                 return [], cands, refusal
-        # the sentence the judge says answers is read even when it scores under the margin
-        ps = passages(order, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
-                      floor=min(cands[0].score - budget.margin, order[0].score))
+        ps = passages(cands, doc_text, limit=budget.passages, window=budget.window, budget=budget.chars,
+                      floor=cands[0].score - budget.margin)
         ev = [Evidence(p, clean_claim(p.text(doc_text))) for p in ps]
         trace["evidence"]["passages"] = [_where(e) for e in ev]
         return ev, cands, ""
 
-    def judge_best(self, question: str, cands: list[Candidate], trace: dict[str, Any]) -> tuple[list[Candidate], str]:
-        """(the sentences in the order they are read, a refusal reason or ""): the best sentences asked in
-        turn whether they answer the question, until one does; it is read first. The selector's scores find
-        the topic; the judge reads whether a sentence names what was asked."""
+    def judge_best(self, question: str, cands: list[Candidate], trace: dict[str, Any]) -> str:
+        """A refusal reason, or "" when one of the best sentences, asked in turn, answers the question. The selector's
+        scores find the topic; the judge reads whether a sentence names what was asked. Reading the judged
+        sentence first was tried: it gained no right answer on realtimeqa_2026 and lost a labeled must-pass."""
         s = self.settings
         steps: list[dict[str, Any]] = []
         trace["judge"] = {"judged": steps, "threshold": s.judge_floor}
@@ -412,11 +410,11 @@ class GenerativeAnswerer:
                 asked[shown] = self.judge.answers(question, shown)
             steps.append({**_where(Evidence(single(c), c.text)), "answers": round(asked[shown], 3)})
             if asked[shown] >= s.judge_floor:
-                trace["judge"].update(best=steps[-1]["answers"], read_first=i)
-                return [c, *cands[:i], *cands[i + 1:]], ""
+                trace["judge"].update(best=steps[-1]["answers"], yes_at=i)
+                return ""
         best = max(asked.values())
         trace["judge"]["best"] = round(best, 3)
-        return cands, f"no sentence read answers the question: the judge's best is {best:.2f} < {s.judge_floor}"
+        return f"no sentence read answers the question: the judge's best is {best:.2f} < {s.judge_floor}"
 
     def decide(self, question: str, evidence: list[Evidence], trace: dict[str, Any]) -> str:
         """"" when the evidence answers the question, else the reason it does not: the model's verdict (see
