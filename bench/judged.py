@@ -3,10 +3,11 @@ does the model's P(Yes) find the answering sentence, and tell answerable questio
 
 For every question: the answer path's own retrieval and sentence selection (`GenerativeAnswerer.select`,
 judge off), then the judge's P(Yes) for each of the `judged` best sentences, all of them. Then, without the
-model, for a sweep of floors, the stage as the answerer runs it (the first sentence at the floor is read
-first; none: refused): the share of unanswerable questions refused (by the evidence floor or the judge) and
-of answerable ones, how many refused ones had a gold sentence among the judged, how often a gold sentence is
-read first, and the judge calls a question costs. Floor 0 is the stage off.
+model, for a sweep of floors, the stage as the answerer runs it (asking stops at the first sentence at the
+floor; none: refused): the share of unanswerable questions refused (by the evidence floor or the judge) and
+of answerable ones, how many refused ones had a gold sentence among the judged, how often an answered
+question's best sentence holds the gold answer, and the judge calls a question costs. Floor 0 is the stage
+off.
 
     nice -n 10 .venv/bin/python -m bench.judged squad2_500 multihop_rag_500 --limit 200 --rows DIR
     nice -n 10 .venv/bin/python -m bench.judged realtimeqa_2026 --rtqa-index DIR --rows DIR
@@ -60,7 +61,7 @@ def report(name: str, rows: list[dict]) -> None:
     unans = [r for r in rows if not r["answerable"]]
     print(f"\n{name}: {len(ans)} answerable + {len(unans)} unanswerable")
     print("| judge floor | unanswerable refused | answerable refused | of those, gold among the judged | "
-          "gold read first | judge calls a question |")
+          "gold in the best sentence, answered | judge calls a question |")
     print("| --- | --- | --- | --- | --- | --- |")
     for floor in FLOORS:
         refused, first, calls = {}, 0, []
@@ -69,8 +70,7 @@ def report(name: str, rows: list[dict]) -> None:
             at = next((i for i, j in enumerate(js) if j[1] >= floor), None)
             refused[id(r)] = r["floor_refused"] or at is None
             calls.append(0 if floor == 0 else len(js) if at is None else at + 1)
-            read = js if at is None else [js[at], *js[:at], *js[at + 1:]]
-            first += r["answerable"] and not refused[id(r)] and bool(read) and read[0][2]
+            first += r["answerable"] and not refused[id(r)] and bool(js) and js[0][2]
         out = [r for r in ans if refused[id(r)]]
         print(f"| {floor:.2f} | {sum(refused[id(r)] for r in unans) / max(1, len(unans)):.2f} | "
               f"{len(out) / max(1, len(ans)):.2f} | {sum(any(j[2] for j in r['judged']) for r in out)} | "
